@@ -1,0 +1,48 @@
+# Two commands do everything: `make book` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+JB := $(BIN)/jupyter-book
+
+.PHONY: book test notebooks lab clean venv unit
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+
+# Re-install only when the dependency list changes.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (metarec)"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+book: $(STAMP)
+	$(JB) build . --path-output . --config _config.yml --toc _toc.yml
+
+test: $(STAMP)
+	METAREC_QUIET=1 $(BIN)/python -m pytest -p no:cacheprovider tests
+	METAREC_QUIET=1 $(BIN)/python -m pytest -p no:cacheprovider --nbval --nbval-current-env \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg notebooks
+	# The book from the committed outputs: strict, so a broken reference or a missing file fails.
+	mkdir -p _build
+	sed 's/execute_notebooks: cache/execute_notebooks: "off"/' _config.yml > _build/_config_committed.yml
+	$(JB) build . --path-output _build/committed --config _build/_config_committed.yml \
+		--toc _toc.yml -W -n --keep-going --all
+
+unit: $(STAMP)
+	METAREC_QUIET=1 $(BIN)/python -m pytest -p no:cacheprovider tests/unit -q
+
+notebooks: $(STAMP)
+	for nb in notebooks/*.ipynb; do \
+		$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+			--ExecutePreprocessor.kernel_name=python3 --ExecutePreprocessor.timeout=1800 $$nb || exit 1; \
+	done
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab
+
+clean:
+	rm -rf _build .pytest_cache .jupyter_cache

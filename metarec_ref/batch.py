@@ -1,0 +1,90 @@
+"""Task batches and feature specs: the contract shared by data, models and the meta core."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+import torch
+from torch import Tensor
+
+# A model input: one tensor, or a dict of tensors sharing leading dimensions.
+Features = Union[Tensor, dict[str, Tensor]]
+
+
+def map_features(x: Features, fn) -> Features:
+    """Apply ``fn`` to a tensor or to every tensor of a feature dict."""
+    if isinstance(x, dict):
+        return {k: fn(v) for k, v in x.items()}
+    return fn(x)
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Sizes a recommender model needs to build its embedding tables.
+
+    Feature dicts use these keys: ``item``, ``category``, ``scenario`` (int64 ids) and
+    ``dense`` (float32, last dimension ``n_dense``).
+    """
+
+    n_items: int
+    n_categories: int
+    n_scenarios: int
+    n_dense: int
+
+
+@dataclass
+class TaskBatch:
+    """A meta-batch of tasks, padded to common support / query sizes.
+
+    Leaves of ``support_x`` have shape ``(tasks, k, ...)``; ``support_y`` and
+    ``support_mask`` have shape ``(tasks, k)``. Query fields likewise with ``q``.
+    ``mask`` is True for real events and False for padding.
+    """
+
+    support_x: Features
+    support_y: Tensor
+    support_mask: Tensor
+    query_x: Features
+    query_y: Tensor
+    query_mask: Tensor
+    task_ids: Tensor | None = None
+
+    @property
+    def num_tasks(self) -> int:
+        return int(self.support_y.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.support_y.device
+
+    def to(self, device: torch.device | str) -> "TaskBatch":
+        move = lambda t: t.to(device)  # noqa: E731
+        return TaskBatch(
+            support_x=map_features(self.support_x, move),
+            support_y=move(self.support_y),
+            support_mask=move(self.support_mask),
+            query_x=map_features(self.query_x, move),
+            query_y=move(self.query_y),
+            query_mask=move(self.query_mask),
+            task_ids=None if self.task_ids is None else move(self.task_ids),
+        )
+
+    def select(self, index: Tensor | slice | list[int]) -> "TaskBatch":
+        """The sub-batch of tasks at ``index`` (first dimension)."""
+        take = lambda t: t[index]  # noqa: E731
+        return TaskBatch(
+            support_x=map_features(self.support_x, take),
+            support_y=take(self.support_y),
+            support_mask=take(self.support_mask),
+            query_x=map_features(self.query_x, take),
+            query_y=take(self.query_y),
+            query_mask=take(self.query_mask),
+            task_ids=None if self.task_ids is None else take(self.task_ids),
+        )
+
+    def __len__(self) -> int:
+        return self.num_tasks
+
+
+__all__ = ["Features", "FeatureSpec", "TaskBatch", "map_features"]

@@ -1,0 +1,235 @@
+"""Loaders: public e-commerce and rating logs -> validated event logs (see ``metarec_ref.data``).
+
+- ``load_events(path, columns=...)``: any CSV / Parquet / JSON-lines file with a column mapping.
+- ``load_online_retail(path=None)``: UCI Online Retail (``Online Retail.xlsx`` or a Parquet / CSV
+  conversion), found from ``path`` or ``$METAREC_DATA_DIR``. Cleaning: drop cancellations
+  (``InvoiceNo`` starting with ``C``), rows without ``CustomerID``, non-positive ``Quantity`` and,
+  by default, non-product codes (postage, manual entries, fees); exact duplicate rows are dropped
+  by validation. ``Country`` -> ``scenario``, ``InvoiceNo`` -> ``session_id``, ``UnitPrice`` ->
+  ``price``; from ``Description``: ``category`` (the product noun, see :func:`product_noun`) and
+  ``desc_words`` (number of words).
+- ``load_retailrocket`` (``events.csv``), ``load_taobao`` (``UserBehavior.csv``, no header),
+  ``load_amazon_reviews`` (JSON lines), ``load_movielens`` (``ratings.dat`` or ``ratings.csv``).
+
+Every loader forwards extra keyword arguments to :func:`~metarec_ref.data.validate_events`
+(e.g. ``event_map``, ``k_support``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from metarec_ref.data import validate_events
+
+DATA_DIR_ENV = "METAREC_DATA_DIR"
+ONLINE_RETAIL_FILES = ("online_retail.parquet", "Online Retail.xlsx", "online_retail.csv")
+ONLINE_RETAIL_COLUMNS = ("InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate",
+                         "UnitPrice", "CustomerID", "Country")
+# Stock codes that are not products: postage, manual entries, fees, samples.
+NON_PRODUCT_CODES = frozenset({"POST", "DOT", "M", "m", "C2", "D", "S", "B", "PADS", "CRUK",
+                               "BANK CHARGES", "AMAZONFEE"})
+RETAILROCKET_EVENT_MAP = {"view": 0.0, "addtocart": 1.0, "transaction": 1.0}
+TAOBAO_EVENT_MAP = {"pv": 0.0, "fav": 1.0, "cart": 1.0, "buy": 1.0}
+# Words that describe a product's look rather than what it is; product_noun skips them.
+_MODIFIERS = frozenset(
+    """RED PINK WHITE BLUE GREEN CREAM BLACK IVORY GOLD SILVER PURPLE YELLOW ORANGE BROWN GREY
+    LARGE SMALL MINI JUMBO BIG TINY RETROSPOT POLKADOT PAISLEY SPACEBOY WOODLAND DESIGN DESIGNS
+    ASSORTED LONDON VINTAGE RETRO SPOTTY SPOT HEART HEARTS CHRISTMAS FLOWER FLORAL ROSE ROSES
+    COLOUR COLOURS COLOURED CALM FINISH SET OF IN WITH AND THE A""".split()
+)
+
+
+def _read_table(path: Path, **kwargs) -> pd.DataFrame:
+    suffix = "".join(path.suffixes[-2:]).lower()
+    if not path.exists():
+        raise FileNotFoundError(f"no file at {path}")
+    if path.suffix.lower() == ".parquet":
+        return pd.read_parquet(path)
+    if ".json" in suffix or path.suffix.lower() == ".jsonl":
+        return pd.read_json(path, lines=True, **kwargs)
+    if path.suffix.lower() in (".xlsx", ".xls"):
+        if importlib.util.find_spec("openpyxl") is None:
+            raise ImportError(
+                f"reading {path.name} needs openpyxl: `pip install openpyxl`, or convert the file "
+                f"once to Parquet (pd.read_excel(...).to_parquet('online_retail.parquet')) "
+                f"and pass that path"
+            )
+        return pd.read_excel(path, **kwargs)
+    return pd.read_csv(path, **kwargs)
+
+
+def load_events(path: str | os.PathLike, columns: Mapping[str, str] | None = None,
+                **validate_kwargs) -> pd.DataFrame:
+    """Read a CSV / Parquet / JSON-lines log, rename with ``columns`` and validate it."""
+    return validate_events(_read_table(Path(path)), columns, **validate_kwargs)
+
+
+def product_noun(description: pd.Series) -> pd.Series:
+    """The product type in an upper-case description: its last word that is not a colour,
+    size or pattern ("WHITE HANGING HEART T-LIGHT HOLDER" -> "HOLDER"); "UNKNOWN" when empty."""
+    text = description.fillna("").astype(str).str.upper()
+    uniques = pd.unique(text.to_numpy())  # a few thousand descriptions for ~500k rows
+    nouns = {}
+    for desc in uniques:
+        words = re.findall(r"[A-Z][A-Z\-]+", desc)
+        nouns[desc] = next((w for w in reversed(words) if w not in _MODIFIERS),
+                           words[-1] if words else "UNKNOWN")
+    return text.map(nouns).astype(object)
+
+
+def find_online_retail(path: str | os.PathLike | None = None) -> Path:
+    """The Online Retail file at ``path`` (a file or a folder) or under ``$METAREC_DATA_DIR``."""
+    roots = []
+    if path is not None:
+        p = Path(path)
+        if p.is_file():
+            return p
+        roots.append(p)
+    elif os.environ.get(DATA_DIR_ENV):
+        root = Path(os.environ[DATA_DIR_ENV])
+        roots += [root / "online_retail", root]
+    for root in roots:
+        for name in ONLINE_RETAIL_FILES:
+            if (root / name).is_file():
+                return root / name
+    where = f"in {[str(r) for r in roots]}" if roots else f"(no path given and ${DATA_DIR_ENV} is unset)"
+    raise FileNotFoundError(
+        f"UCI Online Retail not found {where}. Download 'Online Retail.xlsx' from the UCI ML "
+        f"repository (dataset 352, doi:10.24432/C5BW33) into <dir>/online_retail/ and set "
+        f"{DATA_DIR_ENV}=<dir>, or pass path=..."
+    )
+
+
+def clean_online_retail(raw: pd.DataFrame, *, drop_non_products: bool = True,
+                        **validate_kwargs) -> pd.DataFrame:
+    """Raw Online Retail rows (original columns) -> a validated event log."""
+    missing = [c for c in ONLINE_RETAIL_COLUMNS if c not in raw.columns]
+    if missing:
+        raise ValueError(
+            f"Online Retail column '{missing[0]}' is missing; found {list(raw.columns)}. "
+            f"Expected the original UCI columns {list(ONLINE_RETAIL_COLUMNS)}"
+        )
+    invoice = raw["InvoiceNo"].astype(str).str.strip()
+    stock = raw["StockCode"].astype(str).str.strip()
+    keep = (
+        ~invoice.str.upper().str.startswith("C")
+        & raw["CustomerID"].notna()
+        & (pd.to_numeric(raw["Quantity"], errors="coerce") > 0)
+    )
+    if drop_non_products:
+        keep &= ~stock.isin(NON_PRODUCT_CODES)
+    df = raw[keep]
+    # Missing descriptions: NaN in the original, the string "nan" in the Parquet conversion.
+    description = df["Description"].fillna("").astype(str).str.strip()
+    description = description.where(~description.isin(["nan", "None", ""]), "")
+    events = pd.DataFrame(
+        {
+            "user_id": pd.to_numeric(df["CustomerID"]).astype(np.int64),
+            "item_id": stock[keep].astype(str),
+            "timestamp": pd.to_datetime(df["InvoiceDate"]),
+            "quantity": pd.to_numeric(df["Quantity"]).astype(np.int64),
+            "price": pd.to_numeric(df["UnitPrice"]).astype(np.float64),
+            "scenario": df["Country"].astype(str),
+            "session_id": invoice[keep].astype(str),
+            "description": description,
+            "category": product_noun(description).astype(str),
+            "desc_words": description.str.count(r"\S+").astype(np.int64),
+        }
+    ).reset_index(drop=True)
+    return validate_events(events, **validate_kwargs)
+
+
+def load_online_retail(path: str | os.PathLike | None = None, *, drop_non_products: bool = True,
+                       **validate_kwargs) -> pd.DataFrame:
+    """Load and clean UCI Online Retail from ``path`` or ``$METAREC_DATA_DIR``."""
+    file = find_online_retail(path)
+    read_kwargs = {}
+    if file.suffix.lower() == ".csv":
+        read_kwargs = {"dtype": {"InvoiceNo": str, "StockCode": str}}
+    return clean_online_retail(_read_table(file, **read_kwargs),
+                               drop_non_products=drop_non_products, **validate_kwargs)
+
+
+def _expect(raw: pd.DataFrame, names, source: str) -> None:
+    missing = [c for c in names if c not in raw.columns]
+    if missing:
+        raise ValueError(f"{source}: column '{missing[0]}' is missing; found {list(raw.columns)}")
+
+
+def load_retailrocket(path: str | os.PathLike, **validate_kwargs) -> pd.DataFrame:
+    """RetailRocket ``events.csv`` (timestamp ms, visitorid, event, itemid, transactionid)."""
+    raw = _read_table(Path(path))
+    _expect(raw, ("timestamp", "visitorid", "event", "itemid"), "RetailRocket events.csv")
+    events = pd.DataFrame({
+        "user_id": raw["visitorid"],
+        "item_id": raw["itemid"],
+        "timestamp": pd.to_datetime(raw["timestamp"], unit="ms"),
+        "event": raw["event"].astype(str),
+    })
+    return validate_events(events, **validate_kwargs)
+
+
+def load_taobao(path: str | os.PathLike, **validate_kwargs) -> pd.DataFrame:
+    """Taobao ``UserBehavior.csv``: no header; user, item, category, behavior, unix seconds."""
+    raw = _read_table(Path(path), header=None)
+    if raw.shape[1] != 5:
+        raise ValueError(
+            f"Taobao UserBehavior.csv must have 5 columns (user, item, category, behavior, "
+            f"timestamp) and no header; found {raw.shape[1]}"
+        )
+    raw.columns = ["user_id", "item_id", "category", "event", "timestamp"]
+    raw["event"] = raw["event"].astype(str)
+    return validate_events(raw, timestamp_unit="s", **validate_kwargs)
+
+
+def load_amazon_reviews(path: str | os.PathLike, **validate_kwargs) -> pd.DataFrame:
+    """Amazon reviews, JSON lines (``reviewerID``, ``asin``, ``overall``, ``unixReviewTime``)."""
+    # Ids such as ASIN "0000031887" must stay strings (leading zeros).
+    raw = _read_table(Path(path), dtype={"reviewerID": str, "asin": str})
+    _expect(raw, ("reviewerID", "asin", "overall", "unixReviewTime"), "Amazon reviews")
+    events = pd.DataFrame({
+        "user_id": raw["reviewerID"].astype(str),
+        "item_id": raw["asin"].astype(str),
+        "timestamp": pd.to_datetime(raw["unixReviewTime"], unit="s"),
+        "rating": raw["overall"].astype(np.float64),
+    })
+    return validate_events(events, **validate_kwargs)
+
+
+def load_movielens(path: str | os.PathLike, **validate_kwargs) -> pd.DataFrame:
+    """MovieLens ``ratings.dat`` (``::``-separated, ML-1M) or ``ratings.csv`` (ML-latest)."""
+    path = Path(path)
+    if path.suffix == ".dat":
+        if not path.exists():
+            raise FileNotFoundError(f"no file at {path}")
+        raw = pd.read_csv(path, sep="::", engine="python", header=None,
+                          names=["userId", "movieId", "rating", "timestamp"])
+    else:
+        raw = _read_table(path)
+    _expect(raw, ("userId", "movieId", "rating", "timestamp"), "MovieLens ratings")
+    events = raw.rename(columns={"userId": "user_id", "movieId": "item_id"})
+    return validate_events(events, timestamp_unit="s", **validate_kwargs)
+
+
+__all__ = [
+    "DATA_DIR_ENV",
+    "NON_PRODUCT_CODES",
+    "RETAILROCKET_EVENT_MAP",
+    "TAOBAO_EVENT_MAP",
+    "clean_online_retail",
+    "find_online_retail",
+    "load_amazon_reviews",
+    "load_events",
+    "load_movielens",
+    "load_online_retail",
+    "load_retailrocket",
+    "load_taobao",
+    "product_noun",
+]

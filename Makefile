@@ -24,7 +24,7 @@ book: $(STAMP)
 
 test: $(STAMP)
 	METAREC_QUIET=1 $(BIN)/python -m pytest -p no:cacheprovider tests
-	METAREC_QUIET=1 $(BIN)/python -m pytest -p no:cacheprovider --nbval --nbval-current-env \
+	METAREC_QUIET=1 $(BIN)/python -m pytest -p no:cacheprovider -p tests.nbval_plugin -rs --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg notebooks
 	# The book from the committed outputs: strict, so a broken reference or a missing file fails.
 	mkdir -p _build

@@ -91,7 +91,7 @@ def find_online_retail(path: str | os.PathLike | None = None) -> Path:
         p = Path(path)
         if p.is_file():
             return p
-        roots.append(p)
+        roots += [p / "online_retail", p]
     elif os.environ.get(DATA_DIR_ENV):
         root = Path(os.environ[DATA_DIR_ENV])
         roots += [root / "online_retail", root]

@@ -1,0 +1,265 @@
+"""Per-task metrics (AUC, log loss, NDCG@k, HR@k, MAE, RMSE) and bootstrap confidence intervals.
+
+Every ``per_task_*`` function takes tensors with a leading task dimension and returns one
+value per task, shape ``(tasks,)``. A task where the metric is undefined (AUC with a single
+class, NDCG without a relevant candidate, no real events) gets NaN; :func:`summarize`
+drops NaN tasks and reports how many were used. Averages are "per task, then across tasks",
+so a user with 500 events weighs as much as a user with 5.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+# Finite stand-in for +-inf scores so that +inf can mark excluded entries when sorting.
+_BIG = 1e300
+
+
+def _as_tasks(name: str, t: Tensor) -> Tensor:
+    """View a (n,) tensor as one task (1, n); check it is 2-D otherwise."""
+    if not isinstance(t, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dim() == 1:
+        return t.unsqueeze(0)
+    if t.dim() != 2:
+        raise ValueError(f"{name} must have shape (tasks, n) or (n,), got {tuple(t.shape)}")
+    return t
+
+
+def _check_inputs(scores: Tensor, labels: Tensor, mask: Tensor | None, score_name: str = "scores"):
+    scores = _as_tasks(score_name, scores).detach()
+    labels = _as_tasks("labels", labels).detach()
+    if labels.shape != scores.shape:
+        raise ValueError(
+            f"labels shape {tuple(labels.shape)} differs from {score_name} shape {tuple(scores.shape)}"
+        )
+    if mask is None:
+        mask = torch.ones_like(scores, dtype=torch.bool)
+    else:
+        mask = _as_tasks("mask", mask).detach()
+        if mask.shape != scores.shape:
+            raise ValueError(
+                f"mask shape {tuple(mask.shape)} differs from {score_name} shape {tuple(scores.shape)}"
+            )
+        mask = mask.to(torch.bool)
+    if torch.isnan(scores[mask]).any():
+        raise ValueError(f"{score_name} contain NaN on real (masked-in) events; the model diverged")
+    return scores, labels, mask
+
+
+def _check_binary(labels: Tensor, mask: Tensor) -> None:
+    real = labels[mask]
+    if not ((real == 0) | (real == 1)).all():
+        raise ValueError(
+            "labels must be 0/1 for AUC / log loss / ranking; for ratings use per_task_mae / per_task_rmse"
+        )
+
+
+def per_task_auc(scores: Tensor, labels: Tensor, mask: Tensor | None = None) -> Tensor:
+    """ROC AUC per task; tied scores count one half; tasks with a single class are NaN.
+
+    scores, labels, mask: ``(tasks, n)`` (or ``(n,)`` for one task). Any monotone score works
+    (logits or probabilities).
+    """
+    scores, labels, mask = _check_inputs(scores, labels, mask)
+    _check_binary(labels, mask)
+    s = scores.to(torch.float64).nan_to_num(posinf=_BIG, neginf=-_BIG)
+    pos = mask & (labels == 1)
+    neg = mask & (labels == 0)
+    # Sorted negative scores per task; +inf pads non-negatives to the end so they never count.
+    neg_sorted = torch.where(neg, s, torch.full_like(s, math.inf)).sort(dim=1).values
+    n_less = torch.searchsorted(neg_sorted, s, right=False).to(torch.float64)
+    n_less_equal = torch.searchsorted(neg_sorted, s, right=True).to(torch.float64)
+    wins = (n_less + 0.5 * (n_less_equal - n_less)) * pos  # Mann-Whitney U, pair by pair
+    n_pos = pos.sum(1).to(torch.float64)
+    n_neg = neg.sum(1).to(torch.float64)
+    auc = wins.sum(1) / (n_pos * n_neg)
+    return torch.where((n_pos > 0) & (n_neg > 0), auc, torch.full_like(auc, math.nan))
+
+
+def per_task_log_loss(logits: Tensor, labels: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Mean binary cross-entropy per task, computed from logits (not probabilities)."""
+    logits, labels, mask = _check_inputs(logits, labels, mask, "logits")
+    _check_binary(labels, mask)
+    loss = F.binary_cross_entropy_with_logits(
+        logits.to(torch.float64), labels.to(torch.float64), reduction="none"
+    )
+    return _masked_task_mean(loss, mask)
+
+
+def per_task_mae(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Mean absolute error per task (ratings)."""
+    pred, target, mask = _check_inputs(pred, target, mask, "pred")
+    return _masked_task_mean((pred.to(torch.float64) - target.to(torch.float64)).abs(), mask)
+
+
+def per_task_rmse(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Root mean squared error per task (ratings)."""
+    pred, target, mask = _check_inputs(pred, target, mask, "pred")
+    return _masked_task_mean((pred.to(torch.float64) - target.to(torch.float64)) ** 2, mask).sqrt()
+
+
+def _masked_task_mean(values: Tensor, mask: Tensor) -> Tensor:
+    count = mask.sum(1).to(values.dtype)
+    total = torch.where(mask, values, torch.zeros_like(values)).sum(1)
+    return torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, math.nan))
+
+
+def _check_ranking_inputs(scores: Tensor, relevant: Tensor, candidates: Tensor | None, k: int):
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    scores, relevant, candidates = _check_inputs(scores, relevant, candidates)
+    relevant = relevant.to(torch.bool)
+    if torch.isnan(scores[candidates]).any():
+        raise ValueError("scores contain NaN on candidate items; the model diverged")
+    return scores, relevant & candidates, candidates
+
+
+def _tie_groups(scores: Tensor, candidates: Tensor) -> tuple[Tensor, Tensor]:
+    """For each candidate: how many candidates score strictly higher, and its tie-group size."""
+    s = scores.to(torch.float64).nan_to_num(posinf=_BIG, neginf=-_BIG)
+    # Ascending sort with non-candidates pushed to +inf; counts below use only the first n_cand.
+    s_sorted = torch.where(candidates, s, torch.full_like(s, math.inf)).sort(dim=1).values
+    n_cand = candidates.sum(1, keepdim=True)
+    n_less = torch.searchsorted(s_sorted, s, right=False)
+    n_less_equal = torch.minimum(torch.searchsorted(s_sorted, s, right=True), n_cand)
+    n_higher = n_cand - n_less_equal
+    group_size = n_less_equal - n_less
+    return n_higher, group_size
+
+
+def per_task_ndcg(
+    scores: Tensor, relevant: Tensor, candidates: Tensor | None = None, k: int = 10
+) -> Tensor:
+    """NDCG@k per task with a full ranking over the candidate items.
+
+    scores: ``(tasks, n_items)``; relevant: bool ``(tasks, n_items)`` (e.g. query positives);
+    candidates: bool ``(tasks, n_items)``, the items that may be ranked (available at query
+    time, not in the task's support). Relevant items outside the candidates are ignored.
+    Gains are binary. Tied scores are broken at random and the expected DCG is reported
+    (like ``sklearn.metrics.ndcg_score``), so a constant scorer earns no free credit.
+    Tasks without a relevant candidate are NaN.
+    """
+    scores, relevant, candidates = _check_ranking_inputs(scores, relevant, candidates, k)
+    n_higher, group_size = _tie_groups(scores, candidates)
+    n = scores.shape[1]
+    positions = torch.arange(n + 1, dtype=torch.float64, device=scores.device)
+    discount = torch.where(positions < k, 1.0 / torch.log2(positions + 2.0), torch.zeros_like(positions))
+    cum = torch.cat([torch.zeros(1, dtype=torch.float64, device=scores.device), discount.cumsum(0)])
+    # Expected discount of an item in a tie group spanning ranks [a, a + g): mean over that span.
+    a = n_higher.clamp(max=n)
+    b = (n_higher + group_size).clamp(max=n)
+    expected_discount = (cum[b] - cum[a]) / group_size.clamp(min=1).to(torch.float64)
+    dcg = torch.where(relevant, expected_discount, torch.zeros_like(expected_discount)).sum(1)
+    n_rel = relevant.sum(1)
+    idcg = cum[n_rel.clamp(max=k)]
+    return torch.where(n_rel > 0, dcg / idcg.clamp(min=1e-300), torch.full_like(dcg, math.nan))
+
+
+def per_task_hit_rate(
+    scores: Tensor, relevant: Tensor, candidates: Tensor | None = None, k: int = 10
+) -> Tensor:
+    """HR@k per task: 1 if a relevant candidate is in the top k (full ranking), else 0.
+
+    Same inputs as :func:`per_task_ndcg`. A tie group straddling rank k is broken at random
+    and the probability of a hit is reported. Tasks without a relevant candidate are NaN.
+    """
+    scores, relevant, candidates = _check_ranking_inputs(scores, relevant, candidates, k)
+    n_higher, group_size = _tie_groups(scores, candidates)
+    surely_in = relevant & (n_higher + group_size <= k)
+    straddles = candidates & (n_higher < k) & (n_higher + group_size > k)
+    # At most one tie group straddles rank k; read its size, its start and its relevant count.
+    g = torch.where(straddles, group_size, torch.zeros_like(group_size)).amax(1).to(torch.float64)
+    start = torch.where(straddles, n_higher, torch.zeros_like(n_higher)).amax(1).to(torch.float64)
+    r = (relevant & straddles).sum(1).to(torch.float64)
+    slots = (k - start).clamp(min=0)
+    # P(no relevant among `slots` random picks from the group) = C(g - r, slots) / C(g, slots).
+    feasible = (g - r) >= slots
+    lg = torch.lgamma
+    log_miss = lg(g - r + 1) - lg((g - r - slots).clamp(min=0) + 1) - lg(g + 1) + lg(g - slots + 1)
+    p_miss = torch.where(feasible & (g > 0), log_miss.exp(), torch.where(g > 0, 0.0, 1.0))
+    p_miss = torch.where(r > 0, p_miss, torch.ones_like(p_miss))
+    hit = torch.where(surely_in.any(1), torch.ones_like(p_miss), 1.0 - p_miss)
+    return torch.where(relevant.any(1), hit, torch.full_like(hit, math.nan))
+
+
+def sample_candidates(
+    candidates: Tensor, relevant: Tensor, n_negatives: int, generator: torch.Generator | None = None
+) -> Tensor:
+    """Sampled-negative shortcut: keep the relevant items plus ``n_negatives`` random others.
+
+    Only for comparison with papers that report sampled metrics; they overstate quality,
+    so the book always says when it uses them.
+    """
+    if not isinstance(n_negatives, int) or n_negatives < 1:
+        raise ValueError(f"n_negatives must be a positive int, got {n_negatives!r}")
+    candidates = _as_tasks("candidates", candidates).to(torch.bool)
+    relevant = _as_tasks("relevant", relevant).to(torch.bool) & candidates
+    negatives = candidates & ~relevant
+    noise = torch.rand(candidates.shape, generator=generator, device="cpu").to(candidates.device)
+    noise = torch.where(negatives, noise, torch.full_like(noise, -1.0))
+    top = noise.topk(min(n_negatives, candidates.shape[1]), dim=1).indices
+    picked = torch.zeros_like(candidates).scatter(1, top, True) & negatives
+    return picked | relevant
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    """Mean over tasks with a bootstrap confidence interval."""
+
+    mean: float
+    ci_low: float
+    ci_high: float
+    n_tasks: int
+
+
+def bootstrap_ci(
+    values: Tensor | np.ndarray, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> MetricSummary:
+    """Mean of per-task values (NaN dropped) and a percentile bootstrap CI over tasks."""
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    if isinstance(values, Tensor):
+        values = values.detach().cpu().to(torch.float64).numpy()
+    values = np.asarray(values, dtype=np.float64).ravel()
+    values = values[~np.isnan(values)]
+    n = len(values)
+    if n == 0:
+        return MetricSummary(math.nan, math.nan, math.nan, 0)
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, n, size=(n_boot, n))].mean(axis=1)
+    alpha = (1 - level) / 2
+    low, high = np.quantile(means, [alpha, 1 - alpha])
+    return MetricSummary(float(values.mean()), float(low), float(high), n)
+
+
+def summarize(
+    per_task: dict[str, Tensor], n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> pd.DataFrame:
+    """One row per metric: mean, ci_low, ci_high, n_tasks (NaN tasks excluded)."""
+    rows = []
+    for name, values in per_task.items():
+        s = bootstrap_ci(values, n_boot=n_boot, level=level, seed=seed)
+        rows.append({"metric": name, "mean": s.mean, "ci_low": s.ci_low, "ci_high": s.ci_high, "n_tasks": s.n_tasks})
+    return pd.DataFrame(rows, columns=["metric", "mean", "ci_low", "ci_high", "n_tasks"])
+
+
+__all__ = [
+    "MetricSummary",
+    "bootstrap_ci",
+    "per_task_auc",
+    "per_task_hit_rate",
+    "per_task_log_loss",
+    "per_task_mae",
+    "per_task_ndcg",
+    "per_task_rmse",
+    "sample_candidates",
+    "summarize",
+]

@@ -1,0 +1,323 @@
+"""The meta-trainer: meta-batches, Adam outer loop, validation, early stopping, checkpoints.
+
+:class:`MetaTrainer` drives any learner of the shared protocol (``outer_step(batch, optimizer)``,
+``adapt``, ``score``; an ``nn.Module``). Every ``eval_every`` steps it adapts the learner on
+validation tasks and records the mean query loss and AUC; it stops when the monitored value has
+not improved for ``patience`` evaluations and (by default) restores the best meta-parameters.
+
+Determinism: meta-batches are drawn with the trainer's own ``torch.Generator`` seeded by
+``config.seed``, so the same seed gives the same numbers on CPU. A checkpoint holds everything
+needed to continue bit for bit: the learner's ``state_dict`` (Meta-SGD learning rates included),
+the optimiser state, the python / numpy / torch / sampler RNG states, the step counter, the
+early-stopping state and the history. It is stored with plain types only, so it loads with
+``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from metarec_ref.batch import TaskBatch
+from metarec_ref.functional import LossFn, NonFiniteInnerLoopError, masked_bce_loss
+from metarec_ref.maml import FOMAML, MAML, InnerLoopConfig, MetaSGD, Reptile
+from metarec_ref.metric_based import MatchingNet, ProtoNet
+from metarec_ref.metrics import per_task_auc
+from metarec_ref.nb import progress_disabled
+
+CHECKPOINT_FORMAT = 1
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The meta-training loss became NaN or infinite."""
+
+
+@dataclass
+class MetaTrainConfig:
+    """Outer loop of meta-training (the inner loop is configured on the learner)."""
+
+    meta_batch_size: int = 16
+    outer_lr: float = 1e-3
+    meta_steps: int = 1000
+    eval_every: int = 50
+    patience: int | None = 5  # evaluations without improvement before stopping; None: never stop
+    monitor: str = "val_loss"  # or "val_auc"
+    restore_best: bool = True
+    eval_chunk_size: int = 256  # validation tasks adapted at once
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("meta_batch_size", "meta_steps", "eval_every", "eval_chunk_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if not self.outer_lr > 0:
+            raise ValueError(f"outer_lr must be > 0, got {self.outer_lr!r}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be >= 1 or None, got {self.patience!r}")
+        if self.monitor not in ("val_loss", "val_auc"):
+            raise ValueError(f"monitor must be 'val_loss' or 'val_auc', got {self.monitor!r}")
+
+
+ALGORITHMS = ("maml", "fomaml", "metasgd", "reptile", "protonet", "matchingnet")
+
+
+def build_learner(
+    algorithm: str,
+    model: nn.Module,
+    inner: InnerLoopConfig | None = None,
+    loss_fn: LossFn = masked_bce_loss,
+    **kwargs,
+) -> nn.Module:
+    """A learner by name (a notebook parameter): one of :data:`ALGORITHMS`.
+
+    ``model`` is the base model, or the event encoder for ``protonet`` / ``matchingnet`` (which
+    take no inner loop). ``kwargs`` go to the learner (e.g. Reptile's ``outer_lr``).
+    """
+    inner = inner or InnerLoopConfig()
+    gradient_based = {"maml": MAML, "fomaml": FOMAML, "metasgd": MetaSGD, "reptile": Reptile}
+    if algorithm in ("protonet", "matchingnet"):
+        return (ProtoNet if algorithm == "protonet" else MatchingNet)(model, loss_fn, **kwargs)
+    if algorithm not in gradient_based:
+        raise ValueError(f"unknown algorithm {algorithm!r}; choose one of {list(ALGORITHMS)}")
+    args = dict(inner_steps=inner.inner_steps, inner_lr=inner.inner_lr, adapt=inner.adapt,
+                batched=inner.batched, check_finite=inner.check_finite)
+    if algorithm in ("maml", "metasgd"):
+        args["first_order"] = inner.first_order
+    return gradient_based[algorithm](model, loss_fn, **args, **kwargs)
+
+
+def validation_metrics(
+    learner: nn.Module, tasks: TaskBatch, loss_fn=None, chunk_size: int = 256
+) -> dict[str, float]:
+    """Mean per-task query loss (and AUC for 0/1 labels) after adapting on the support sets."""
+    loss_fn = loss_fn or getattr(learner, "loss_fn", masked_bce_loss)
+    losses, aucs = [], []
+    binary = bool(((tasks.query_y == 0) | (tasks.query_y == 1))[tasks.query_mask].all())
+    for start in range(0, tasks.num_tasks, chunk_size):
+        chunk = tasks.select(slice(start, start + chunk_size))
+        with torch.no_grad():
+            scores = learner.score(learner.adapt(chunk), chunk.query_x)
+            losses += [loss_fn(s, y, m) for s, y, m in zip(scores, chunk.query_y, chunk.query_mask)]
+        if binary:
+            aucs.append(per_task_auc(scores, chunk.query_y, chunk.query_mask))
+    out = {"val_loss": float(torch.stack(losses).mean())}
+    if binary:
+        out["val_auc"] = float(torch.nanmean(torch.cat(aucs)))
+    return out
+
+
+def _rng_state(generator: torch.Generator) -> dict:
+    """Every RNG state as plain types / tensors (loadable with weights_only=True)."""
+    version, mt, gauss = random.getstate()
+    key, np_mt, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    return {
+        "python": [version, list(mt), gauss],
+        "numpy": [key, torch.from_numpy(np_mt.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "sampler": generator.get_state(),
+    }
+
+
+def _set_rng_state(state: dict, generator: torch.Generator) -> None:
+    version, mt, gauss = state["python"]
+    random.setstate((version, tuple(mt), gauss))
+    key, np_mt, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((key, np_mt.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    generator.set_state(state["sampler"])
+
+
+def _clone_state(module: nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+class MetaTrainer:
+    """Meta-train a learner on a pool of tasks, with validation, early stopping and checkpoints.
+
+    train_tasks: every meta-training task in one padded :class:`TaskBatch` (meta-batches are
+    drawn from it without replacement within a step). val_tasks: optional validation tasks.
+    checkpoint_path / checkpoint_every: save a checkpoint every N steps (and at the end).
+    """
+
+    def __init__(
+        self,
+        learner: nn.Module,
+        train_tasks: TaskBatch,
+        val_tasks: TaskBatch | None = None,
+        config: MetaTrainConfig | None = None,
+        *,
+        checkpoint_path: str | os.PathLike | None = None,
+        checkpoint_every: int | None = None,
+        disable: bool | None = None,
+    ):
+        self.config = config or MetaTrainConfig()
+        if not hasattr(learner, "outer_step"):
+            raise ValueError(
+                f"learner {type(learner).__name__} has no outer_step(batch, optimizer); see metarec_ref.maml"
+            )
+        if train_tasks.num_tasks < self.config.meta_batch_size:
+            raise ValueError(
+                f"meta_batch_size={self.config.meta_batch_size} exceeds the {train_tasks.num_tasks} "
+                "training tasks; lower meta_batch_size or build more tasks"
+            )
+        if checkpoint_every is not None and checkpoint_path is None:
+            raise ValueError("checkpoint_every needs checkpoint_path")
+        self.learner = learner
+        param = next(learner.parameters(), None)
+        self.device = param.device if param is not None else torch.device("cpu")
+        self.train_tasks = train_tasks.to(self.device)
+        self.val_tasks = None if val_tasks is None else val_tasks.to(self.device)
+        self.optimizer = torch.optim.Adam(learner.parameters(), lr=self.config.outer_lr)
+        self.generator = torch.Generator().manual_seed(self.config.seed)
+        self.checkpoint_path = checkpoint_path
+        self.checkpoint_every = checkpoint_every
+        self.disable = progress_disabled() if disable is None else disable
+        self.step = 0
+        self.rows: list[dict] = []
+        self._train_losses: list[float] = []
+        self.best_score = math.inf
+        self.best_step = -1
+        self.best_state: dict[str, Tensor] | None = None
+        self.evals_since_best = 0
+        self.stopped = False
+
+    @property
+    def history(self) -> pd.DataFrame:
+        """One row per evaluation: step, train_loss (mean since the last row), val_loss, val_auc."""
+        return pd.DataFrame(self.rows, columns=["step", "train_loss", "val_loss", "val_auc"])
+
+    def sample_batch(self) -> TaskBatch:
+        """A meta-batch of distinct tasks drawn with the trainer's own generator."""
+        index = torch.randperm(self.train_tasks.num_tasks, generator=self.generator)[: self.config.meta_batch_size]
+        return self.train_tasks.select(index.to(self.device))
+
+    def _evaluate(self) -> None:
+        row = {"step": self.step, "train_loss": float(np.mean(self._train_losses)) if self._train_losses else math.nan}
+        self._train_losses = []
+        row.update(val_loss=math.nan, val_auc=math.nan)
+        if self.val_tasks is not None:
+            try:
+                row.update(validation_metrics(self.learner, self.val_tasks, chunk_size=self.config.eval_chunk_size))
+            except NonFiniteInnerLoopError as err:
+                raise TrainingDivergedError(f"meta-training diverged by step {self.step} (validation): {err}") from err
+            score = row[self.config.monitor] * (-1 if self.config.monitor == "val_auc" else 1)
+            if score < self.best_score:
+                self.best_score, self.best_step, self.evals_since_best = score, self.step, 0
+                self.best_state = _clone_state(self.learner)
+            else:
+                self.evals_since_best += 1
+                if self.config.patience is not None and self.evals_since_best >= self.config.patience:
+                    self.stopped = True
+        self.rows.append(row)
+
+    def fit(self, until: int | None = None) -> pd.DataFrame:
+        """Meta-train up to ``config.meta_steps`` (or step ``until``, to pause); return the history."""
+        cfg = self.config
+        end = cfg.meta_steps if until is None else min(until, cfg.meta_steps)
+        self.learner.train()
+        bar = tqdm(total=cfg.meta_steps, initial=self.step, desc="meta-training", disable=self.disable)
+        try:
+            while self.step < end and not self.stopped:
+                batch = self.sample_batch()
+                try:
+                    loss = self.learner.outer_step(batch, self.optimizer)
+                except NonFiniteInnerLoopError as err:
+                    raise TrainingDivergedError(f"meta-training diverged at step {self.step + 1}: {err}") from err
+                self.step += 1
+                if not math.isfinite(loss):
+                    raise TrainingDivergedError(
+                        f"meta-training diverged at step {self.step}: the meta-loss is {loss}. "
+                        "Lower outer_lr or the learner's inner_lr, or check the inputs for NaN"
+                    )
+                self._train_losses.append(loss)
+                bar.update(1)
+                if self.step % cfg.eval_every == 0 or self.step == cfg.meta_steps:
+                    self._evaluate()
+                    bar.set_postfix({k: f"{v:.4f}" for k, v in self.rows[-1].items() if k != "step"})
+                if self.checkpoint_every and (self.step % self.checkpoint_every == 0 or self.step == end):
+                    self.save_checkpoint(self.checkpoint_path)
+        finally:
+            bar.close()
+        finished = self.step >= cfg.meta_steps or self.stopped
+        if finished and cfg.restore_best and self.best_state is not None:
+            self.learner.load_state_dict(self.best_state)
+        return self.history
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict:
+        """Everything needed to resume, in types that ``torch.load(weights_only=True)`` accepts."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": asdict(self.config),
+            "step": self.step,
+            "learner": _clone_state(self.learner),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": _rng_state(self.generator),
+            "history": [dict(r) for r in self.rows],
+            "train_losses": list(self._train_losses),
+            "early_stopping": {
+                "best_score": self.best_score,
+                "best_step": self.best_step,
+                "best_state": self.best_state,
+                "evals_since_best": self.evals_since_best,
+                "stopped": self.stopped,
+            },
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict`; the learner, tasks and config must match the saved run."""
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"checkpoint format {state.get('format')!r} is not {CHECKPOINT_FORMAT}")
+        saved = state["config"]
+        differ = [k for k, v in asdict(self.config).items() if k != "meta_steps" and saved.get(k) != v]
+        if differ:
+            raise ValueError(
+                f"the checkpoint was made with a different config for {differ}: "
+                f"saved {[saved.get(k) for k in differ]}, now {[getattr(self.config, k) for k in differ]}; "
+                "build the trainer with the saved MetaTrainConfig(**checkpoint['config'])"
+            )
+        self.learner.load_state_dict(state["learner"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        _set_rng_state(state["rng"], self.generator)
+        self.step = int(state["step"])
+        self.rows = [dict(r) for r in state["history"]]
+        self._train_losses = list(state["train_losses"])
+        es = state["early_stopping"]
+        self.best_score, self.best_step = es["best_score"], es["best_step"]
+        self.best_state, self.evals_since_best, self.stopped = es["best_state"], es["evals_since_best"], es["stopped"]
+
+    def save_checkpoint(self, path: str | os.PathLike) -> None:
+        """Write a checkpoint atomically (a crash mid-write leaves the previous one intact)."""
+        tmp = f"{os.fspath(path)}.tmp"
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+
+    def load_checkpoint(self, path: str | os.PathLike) -> None:
+        """Resume from :meth:`save_checkpoint`; loads with ``weights_only=True``."""
+        if not os.path.exists(path):
+            raise ValueError(f"no checkpoint at {os.fspath(path)!r}")
+        # RNG states must stay on the CPU; load_state_dict moves the rest to the learner's device.
+        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+
+
+__all__ = [
+    "ALGORITHMS",
+    "MetaTrainConfig",
+    "MetaTrainer",
+    "TrainingDivergedError",
+    "build_learner",
+    "validation_metrics",
+]

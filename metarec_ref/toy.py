@@ -1,0 +1,103 @@
+"""A small family of user-preference tasks for teaching the algorithms (chapters 2-4 and the tour).
+
+Each task is one user. Users belong to one of ``n_segments`` taste segments:
+``w_u = c_segment + user_noise * e_u`` in ``R^d``. Items are feature vectors ``x ~ N(0, I_d)`` and
+the user's preference for an item is ``s = x . w_u / sqrt(d)``. Binary tasks draw
+``y ~ Bernoulli(sigmoid(sharpness * s))`` (click / no click); rating tasks use
+``y = s + noise * eps``. The segment centres depend on ``world_seed`` only, so tasks drawn with
+different ``seed`` are new users of the same shop: exactly the meta-train / meta-test setting.
+The inputs are plain tensors ``(tasks, k, d)``, so any model taking ``(..., d)`` fits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from metarec_ref.batch import TaskBatch
+
+
+@dataclass(frozen=True)
+class ToyConfig:
+    """The shop behind the toy task family."""
+
+    n_features: int = 8
+    n_segments: int = 4
+    segment_scale: float = 2.0  # spread of the segment centres
+    user_noise: float = 0.5  # individual deviation from the segment centre
+    sharpness: float = 3.0  # binary tasks: how deterministic clicks are
+    noise: float = 0.1  # rating tasks: observation noise
+    world_seed: int = 1234
+
+    def __post_init__(self) -> None:
+        for name in ("n_features", "n_segments"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("segment_scale", "user_noise", "sharpness", "noise"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+
+def segment_centres(config: ToyConfig) -> torch.Tensor:
+    """The ``(n_segments, d)`` taste centres of the shop (fixed by ``world_seed``)."""
+    g = torch.Generator().manual_seed(config.world_seed)
+    return config.segment_scale * torch.randn(config.n_segments, config.n_features, generator=g)
+
+
+def preference_tasks(
+    n_tasks: int,
+    k_support: int,
+    n_query: int,
+    kind: str = "binary",
+    config: ToyConfig | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> TaskBatch:
+    """``n_tasks`` new users, each with ``k_support`` support and ``n_query`` query items.
+
+    ``kind``: ``"binary"`` (0/1 clicks) or ``"rating"`` (real-valued). ``task_ids`` holds each
+    user's segment; :func:`oracle_scores` recomputes the true preferences from the same seed.
+    """
+    if kind not in ("binary", "rating"):
+        raise ValueError(f"kind must be 'binary' or 'rating', got {kind!r}")
+    for name, value in (("n_tasks", n_tasks), ("k_support", k_support), ("n_query", n_query)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    config = config or ToyConfig()
+    g = torch.Generator().manual_seed(seed)
+    d = config.n_features
+    centres = segment_centres(config)
+    segment = torch.randint(config.n_segments, (n_tasks,), generator=g)
+    weights = centres[segment] + config.user_noise * torch.randn(n_tasks, d, generator=g)
+    x = torch.randn(n_tasks, k_support + n_query, d, generator=g)
+    score = torch.einsum("tkd,td->tk", x, weights) / d**0.5
+    if kind == "binary":
+        y = torch.bernoulli(torch.sigmoid(config.sharpness * score), generator=g)
+    else:
+        y = score + config.noise * torch.randn(score.shape, generator=g)
+    batch = TaskBatch(
+        support_x=x[:, :k_support],
+        support_y=y[:, :k_support],
+        support_mask=torch.ones(n_tasks, k_support, dtype=torch.bool),
+        query_x=x[:, k_support:],
+        query_y=y[:, k_support:],
+        query_mask=torch.ones(n_tasks, n_query, dtype=torch.bool),
+        task_ids=segment,
+    )
+    batch = batch.to(device)
+    cast = lambda t: t.to(dtype)  # noqa: E731
+    batch.support_x, batch.query_x = cast(batch.support_x), cast(batch.query_x)
+    batch.support_y, batch.query_y = cast(batch.support_y), cast(batch.query_y)
+    return batch
+
+
+def oracle_scores(x: torch.Tensor, batch_seed: int, n_tasks: int, config: ToyConfig | None = None) -> torch.Tensor:
+    """True preference scores ``(tasks, n)`` of items ``x`` for the users drawn with ``batch_seed``."""
+    config = config or ToyConfig()
+    g = torch.Generator().manual_seed(batch_seed)
+    centres = segment_centres(config)
+    segment = torch.randint(config.n_segments, (n_tasks,), generator=g)
+    weights = centres[segment] + config.user_noise * torch.randn(n_tasks, config.n_features, generator=g)
+    return torch.einsum("tkd,td->tk", x.to(weights.dtype).cpu(), weights) / config.n_features**0.5

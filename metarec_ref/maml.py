@@ -1,0 +1,322 @@
+"""MAML and its relatives: first-order MAML, Meta-SGD and Reptile, on any ``nn.Module``.
+
+Every learner is an ``nn.Module`` wrapping a model and shares one protocol:
+
+- ``meta_loss(batch)``: mean query loss after adapting each task on its support set,
+  differentiable w.r.t. the learner's meta-parameters (``learner.parameters()``);
+- ``outer_step(batch, optimizer)``: one meta-update, returns the meta-loss as a float;
+- ``adapt(batch)``: per-task fast weights (:class:`FastWeights`, leading task dimension);
+- ``score(state, x)``: logits of ``x`` (leaves ``(tasks, n, ...)``) under those fast weights.
+
+The inner loop is functional (see :mod:`metarec_ref.functional`): fast weights are dicts
+of tensors passed to ``torch.func.functional_call``, so the wrapped module's parameters are
+never mutated. ``batched=True`` adapts the whole meta-batch in one pass (parameters
+expanded to a ``(tasks, ...)`` dimension, ``vmap`` over the forward only, one gradient of
+the summed task losses); ``batched=False`` loops over tasks. Both give the same numbers.
+Tasks of unequal size arrive padded with a mask, and every loss is a mask-weighted mean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+from metarec_ref.batch import Features, TaskBatch, map_features
+from metarec_ref.functional import (
+    BatchedTaskLoss,
+    FastWeights,
+    InnerLR,
+    LossFn,
+    ParamFilter,
+    adapt_task,
+    adapt_tasks,
+    check_inner_loop_args,
+    check_task_batch,
+    fast_weight_totals,
+    masked_bce_loss,
+    masked_mse_loss,
+    raise_if_not_finite,
+    select_params,
+)
+
+
+@dataclass(frozen=True)
+class InnerLoopConfig:
+    """How tasks adapt: steps, learning rate, order, which parameters, batched or looped."""
+
+    inner_steps: int = 1
+    inner_lr: float = 0.01
+    first_order: bool = False
+    adapt: ParamFilter = "all"
+    batched: bool = True
+    check_finite: bool = True  # one sync per call; False skips the NaN/inf check
+
+    def __post_init__(self) -> None:
+        check_inner_loop_args(self.inner_steps, self.inner_lr)
+
+
+def _task(x: Features, t: int) -> Features:
+    return map_features(x, lambda v: v[t])
+
+
+def _check_device(model: nn.Module, batch: TaskBatch) -> None:
+    param = next(model.parameters(), None)
+    if param is not None and param.device != batch.device:
+        raise ValueError(
+            f"the batch is on {batch.device} but the model is on {param.device}; "
+            f"call batch.to({str(param.device)!r}) or learner.to({str(batch.device)!r})"
+        )
+
+
+class MAML(nn.Module):
+    """Model-Agnostic Meta-Learning (Finn et al., 2017), exact second order by default.
+
+    The meta-parameters are the model's initial parameters; each task takes
+    ``inner_steps`` gradient steps from them on its support set, and the meta-loss is the
+    query loss of the adapted weights, differentiated through the inner steps
+    (``first_order=True`` drops the second-order terms).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn = masked_bce_loss,
+        inner_steps: int = 1,
+        inner_lr: float = 0.01,
+        first_order: bool = False,
+        adapt: ParamFilter = "all",
+        batched: bool = True,
+        check_finite: bool = True,
+    ):
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+        self.config = InnerLoopConfig(inner_steps, inner_lr, first_order, adapt, batched, check_finite)
+        select_params(model, adapt)  # fail now if the filter selects nothing
+
+    @classmethod
+    def from_config(cls, model: nn.Module, config: InnerLoopConfig, loss_fn: LossFn = masked_bce_loss) -> "MAML":
+        """Build the learner from an :class:`InnerLoopConfig`."""
+        return cls(model, loss_fn, config.inner_steps, config.inner_lr, config.first_order,
+                   config.adapt, config.batched, config.check_finite)
+
+    # ------------------------------------------------------------------ inner loop
+
+    def inner_lr(self) -> InnerLR:
+        """The inner learning rate(s); Meta-SGD returns one learned tensor per parameter."""
+        return self.config.inner_lr
+
+    def inner_loop(
+        self, batch: TaskBatch, create_graph: bool, detach_init: bool = False, query: bool = True
+    ) -> tuple[FastWeights, Tensor | None]:
+        """Adapt every task on its support; return fast weights and query losses ``(tasks,)``.
+
+        ``detach_init`` starts from detached parameters (no graph to the model: evaluation
+        and Reptile). ``query=False`` skips the query losses.
+        """
+        check_task_batch(batch)
+        _check_device(self.model, batch)
+        cfg = self.config
+        adapted, frozen = select_params(self.model, cfg.adapt)
+        if detach_init:
+            adapted = {k: p.detach() for k, p in adapted.items()}
+        lr = self.inner_lr()
+        if cfg.batched:
+            task_losses = BatchedTaskLoss(self.model, self.loss_fn, frozen)
+            fast, losses = adapt_tasks(
+                self.model, adapted, frozen, batch.support_x, batch.support_y, batch.support_mask,
+                self.loss_fn, cfg.inner_steps, lr, create_graph, task_losses,
+            )
+            query_loss = task_losses(fast, batch.query_x, batch.query_y, batch.query_mask) if query else None
+            totals = fast_weight_totals(fast) if cfg.check_finite else None
+        else:
+            per_task, step_losses, query_losses, totals_list = [], [], [], []
+            for t in range(batch.num_tasks):
+                fast_t, losses_t = adapt_task(
+                    self.model, adapted, frozen, _task(batch.support_x, t), batch.support_y[t],
+                    batch.support_mask[t], self.loss_fn, cfg.inner_steps, lr, create_graph,
+                )
+                if query:
+                    logits = functional_call(self.model, {**frozen, **fast_t}, (_task(batch.query_x, t),))
+                    query_losses.append(self.loss_fn(logits, batch.query_y[t], batch.query_mask[t]))
+                if cfg.check_finite:
+                    totals_list.append(sum(p.detach().sum() for p in fast_t.values()))
+                per_task.append(fast_t)
+                step_losses.append(losses_t)
+            fast = {k: torch.stack([f[k] for f in per_task]) for k in adapted}
+            losses = torch.stack(step_losses, dim=1)
+            query_loss = torch.stack(query_losses) if query else None
+            totals = torch.stack(totals_list) if cfg.check_finite else None
+        if cfg.check_finite:
+            raise_if_not_finite(self.model, adapted, frozen, batch, self.loss_fn, cfg.inner_steps,
+                                lr, losses, totals, query_loss)
+        return FastWeights(fast, frozen), query_loss
+
+    # ------------------------------------------------------------------ protocol
+
+    def meta_loss(self, batch: TaskBatch) -> Tensor:
+        """Mean query loss after per-task adaptation; backpropagates to the meta-parameters."""
+        _, query_loss = self.inner_loop(batch, create_graph=not self.config.first_order)
+        return query_loss.mean()
+
+    def forward(self, batch: TaskBatch) -> Tensor:
+        return self.meta_loss(batch)
+
+    def outer_step(self, batch: TaskBatch, optimizer: torch.optim.Optimizer) -> float:
+        """One meta-update: zero grads, backpropagate the meta-loss, step the optimizer."""
+        optimizer.zero_grad()
+        loss = self.meta_loss(batch)
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach())
+
+    def adapt(self, batch: TaskBatch) -> FastWeights:
+        """Detached per-task fast weights for evaluation (works under ``torch.no_grad``)."""
+        with torch.enable_grad():
+            state, _ = self.inner_loop(batch, create_graph=False, detach_init=True, query=False)
+        return state.detach()
+
+    def score(self, state: FastWeights, x: Features) -> Tensor:
+        """Logits ``(tasks, n)`` of ``x`` (leaves ``(tasks, n, ...)``) under adapted weights."""
+        return score_fast_weights(self.model, state, x)
+
+
+def score_fast_weights(model: nn.Module, state: FastWeights, x: Features) -> Tensor:
+    """Run ``model`` on each task's inputs with that task's fast weights (``vmap``)."""
+    leaves = x.values() if isinstance(x, dict) else [x]
+    for leaf in leaves:
+        if leaf.dim() < 2 or leaf.shape[0] != state.num_tasks:
+            raise ValueError(
+                f"x has a leaf of shape {tuple(leaf.shape)} but the state holds {state.num_tasks} "
+                "tasks; give x leaves of shape (tasks, n, ...) in the order of the adapted batch"
+            )
+
+    def one_task(adapted: dict[str, Tensor], xt: Features) -> Tensor:
+        return functional_call(model, {**state.frozen, **adapted}, (xt,))
+
+    return vmap(one_task)(state.adapted, x)
+
+
+class FOMAML(MAML):
+    """First-order MAML: the inner gradients are treated as constants (no Hessian terms)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn = masked_bce_loss,
+        inner_steps: int = 1,
+        inner_lr: float = 0.01,
+        adapt: ParamFilter = "all",
+        batched: bool = True,
+        check_finite: bool = True,
+    ):
+        super().__init__(model, loss_fn, inner_steps, inner_lr, True, adapt, batched, check_finite)
+
+
+def _lr_key(name: str) -> str:
+    # Parameter names may not contain dots inside a ParameterDict.
+    return name.replace(".", "__")
+
+
+class MetaSGD(MAML):
+    """Meta-SGD (Li et al., 2017): MAML plus one learned inner learning rate per weight.
+
+    ``inner_lrs`` holds a tensor shaped like each adapted parameter, initialised to
+    ``inner_lr``; it is a meta-parameter trained with the initialisation, and, as in the
+    paper, it is not constrained to stay positive.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn = masked_bce_loss,
+        inner_steps: int = 1,
+        inner_lr: float = 0.01,
+        first_order: bool = False,
+        adapt: ParamFilter = "all",
+        batched: bool = True,
+        check_finite: bool = True,
+    ):
+        super().__init__(model, loss_fn, inner_steps, inner_lr, first_order, adapt, batched, check_finite)
+        adapted, _ = select_params(model, adapt)
+        self.inner_lrs = nn.ParameterDict(
+            {_lr_key(name): nn.Parameter(torch.full_like(p, inner_lr)) for name, p in adapted.items()}
+        )
+
+    def inner_lr(self) -> InnerLR:
+        adapted, _ = select_params(self.model, self.config.adapt)
+        return {name: self.inner_lrs[_lr_key(name)] for name in adapted}
+
+
+class Reptile(MAML):
+    """Reptile (Nichol et al., 2018): move the initialisation toward the adapted weights.
+
+    ``outer_step`` adapts every task on its support set (first order, no graph), then
+    sets ``param.grad = param - mean_over_tasks(adapted)`` for each adapted parameter and
+    calls ``optimizer.step()``: with plain SGD at learning rate ``outer_lr`` this is the
+    Reptile update ``param += outer_lr * (mean_adapted - param)``, and any torch optimizer
+    (Adam, ...) can consume the same direction. With ``optimizer=None`` the update uses
+    ``self.outer_lr`` directly. ``meta_loss`` is the query loss after adaptation, for
+    monitoring only (detached: Reptile's update is not its gradient).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn = masked_bce_loss,
+        inner_steps: int = 5,
+        inner_lr: float = 0.01,
+        adapt: ParamFilter = "all",
+        batched: bool = True,
+        outer_lr: float = 0.1,
+        check_finite: bool = True,
+    ):
+        super().__init__(model, loss_fn, inner_steps, inner_lr, True, adapt, batched, check_finite)
+        if not isinstance(outer_lr, (int, float)) or not outer_lr > 0:
+            raise ValueError(f"outer_lr must be a number > 0, got {outer_lr!r}")
+        self.outer_lr = float(outer_lr)
+
+    def meta_loss(self, batch: TaskBatch) -> Tensor:
+        with torch.enable_grad():
+            _, query_loss = self.inner_loop(batch, create_graph=False, detach_init=True)
+        return query_loss.detach().mean()
+
+    def reptile_direction(self, batch: TaskBatch) -> tuple[dict[str, Tensor], Tensor]:
+        """``mean_t(adapted_t) - init`` per adapted parameter, and the mean query loss."""
+        with torch.enable_grad():
+            state, query_loss = self.inner_loop(batch, create_graph=False, detach_init=True)
+        adapted, _ = select_params(self.model, self.config.adapt)
+        direction = {k: state.adapted[k].detach().mean(0) - p.detach() for k, p in adapted.items()}
+        return direction, query_loss.detach().mean()
+
+    def outer_step(self, batch: TaskBatch, optimizer: torch.optim.Optimizer | None = None) -> float:
+        """One Reptile update (see the class docstring); returns the mean query loss."""
+        direction, loss = self.reptile_direction(batch)
+        adapted, _ = select_params(self.model, self.config.adapt)
+        if optimizer is None:
+            with torch.no_grad():
+                for name, p in adapted.items():
+                    p.add_(direction[name], alpha=self.outer_lr)
+        else:
+            optimizer.zero_grad()
+            for name, p in adapted.items():
+                p.grad = -direction[name]
+            optimizer.step()
+        return float(loss)
+
+
+__all__ = [
+    "FOMAML",
+    "MAML",
+    "FastWeights",
+    "InnerLoopConfig",
+    "MetaSGD",
+    "Reptile",
+    "masked_bce_loss",
+    "masked_mse_loss",
+    "score_fast_weights",
+    "select_params",
+]

@@ -57,8 +57,8 @@ def preference_tasks(
 ) -> TaskBatch:
     """``n_tasks`` new users, each with ``k_support`` support and ``n_query`` query items.
 
-    ``kind``: ``"binary"`` (0/1 clicks) or ``"rating"`` (real-valued). ``task_ids`` holds each
-    user's segment; :func:`oracle_scores` recomputes the true preferences from the same seed.
+    ``kind``: ``"binary"`` (0/1 clicks) or ``"rating"`` (real-valued). ``task_ids`` numbers the
+    users ``0..n_tasks-1``; :class:`ToyOracle` knows their true preferences.
     """
     if kind not in ("binary", "rating"):
         raise ValueError(f"kind must be 'binary' or 'rating', got {kind!r}")
@@ -68,9 +68,7 @@ def preference_tasks(
     config = config or ToyConfig()
     g = torch.Generator().manual_seed(seed)
     d = config.n_features
-    centres = segment_centres(config)
-    segment = torch.randint(config.n_segments, (n_tasks,), generator=g)
-    weights = centres[segment] + config.user_noise * torch.randn(n_tasks, d, generator=g)
+    weights = _user_weights(n_tasks, config, g)
     x = torch.randn(n_tasks, k_support + n_query, d, generator=g)
     score = torch.einsum("tkd,td->tk", x, weights) / d**0.5
     if kind == "binary":
@@ -84,7 +82,7 @@ def preference_tasks(
         query_x=x[:, k_support:],
         query_y=y[:, k_support:],
         query_mask=torch.ones(n_tasks, n_query, dtype=torch.bool),
-        task_ids=segment,
+        task_ids=torch.arange(n_tasks),
     )
     batch = batch.to(device)
     cast = lambda t: t.to(dtype)  # noqa: E731
@@ -93,11 +91,30 @@ def preference_tasks(
     return batch
 
 
-def oracle_scores(x: torch.Tensor, batch_seed: int, n_tasks: int, config: ToyConfig | None = None) -> torch.Tensor:
-    """True preference scores ``(tasks, n)`` of items ``x`` for the users drawn with ``batch_seed``."""
-    config = config or ToyConfig()
-    g = torch.Generator().manual_seed(batch_seed)
+def _user_weights(n_tasks: int, config: ToyConfig, generator: torch.Generator) -> torch.Tensor:
     centres = segment_centres(config)
-    segment = torch.randint(config.n_segments, (n_tasks,), generator=g)
-    weights = centres[segment] + config.user_noise * torch.randn(n_tasks, config.n_features, generator=g)
-    return torch.einsum("tkd,td->tk", x.to(weights.dtype).cpu(), weights) / config.n_features**0.5
+    segment = torch.randint(config.n_segments, (n_tasks,), generator=generator)
+    return centres[segment] + config.user_noise * torch.randn(n_tasks, config.n_features, generator=generator)
+
+
+class ToyOracle:
+    """The true preference scores of the users drawn by ``preference_tasks(..., seed=seed)``.
+
+    Follows the evaluation protocol (``adapt`` / ``score``), so it appears in results tables as
+    the upper bound no learner can beat on average.
+    """
+
+    calibrated = False
+
+    def __init__(self, n_tasks: int, config: ToyConfig | None = None, seed: int = 0):
+        self.config = config or ToyConfig()
+        self.weights = _user_weights(n_tasks, self.config, torch.Generator().manual_seed(seed))
+
+    def adapt(self, batch: TaskBatch) -> torch.Tensor:
+        if batch.task_ids is None:
+            raise ValueError("the batch has no task_ids; build it with metarec_ref.toy.preference_tasks")
+        return self.weights[batch.task_ids.cpu()]
+
+    def score(self, state: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        scores = torch.einsum("tkd,td->tk", x.detach().cpu().to(state.dtype), state)
+        return (scores / self.config.n_features**0.5).to(x.device)

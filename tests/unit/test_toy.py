@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from metarec_ref.metrics import per_task_auc
-from metarec_ref.toy import ToyConfig, oracle_scores, preference_tasks
+from metarec_ref.toy import ToyConfig, ToyOracle, preference_tasks
 
 
 def test_shapes_and_masks():
@@ -24,9 +24,15 @@ def test_same_seed_same_tasks_other_seed_other_users():
 
 def test_oracle_ranks_clicks_well():
     batch = preference_tasks(200, 1, 50, seed=3)
-    scores = oracle_scores(batch.query_x, batch_seed=3, n_tasks=200)
+    oracle = ToyOracle(200, seed=3)
+    scores = oracle.score(oracle.adapt(batch), batch.query_x)
     auc = torch.nanmean(per_task_auc(scores, batch.query_y, batch.query_mask))
     assert auc > 0.8
+    # A sub-batch gets its own users' preferences.
+    part = batch.select(slice(50, 60))
+    assert torch.equal(oracle.score(oracle.adapt(part), part.query_x), scores[50:60])
+    wrong = ToyOracle(200, seed=4)
+    assert torch.nanmean(per_task_auc(wrong.score(wrong.adapt(batch), batch.query_x), batch.query_y)) < auc - 0.1
 
 
 def test_rating_kind_is_real_valued_and_float64_works():

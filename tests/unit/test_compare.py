@@ -1,0 +1,128 @@
+"""Paired bootstrap (coverage on a known difference), verdicts, tables, seed aggregation."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from metarec_ref.batch import TaskBatch
+from metarec_ref.compare import (
+    aggregate_seeds,
+    compare_to_best,
+    paired_bootstrap,
+    paired_comparison,
+    verdict,
+)
+from metarec_ref.evaluate import EvalTasks
+
+
+def test_verdict_reads_the_ci():
+    assert verdict(0.01, 0.02) == "better"
+    assert verdict(-0.02, -0.01) == "worse"
+    assert verdict(-0.01, 0.02) == "no detectable difference"
+    assert verdict(0.01, 0.02, higher_is_better=False) == "worse"
+    assert verdict(float("nan"), 0.1) == "no detectable difference"
+
+
+def test_paired_bootstrap_covers_the_true_difference_at_about_95_percent():
+    # Paired tasks: a large shared task effect, a small true difference delta, per-method noise.
+    rng = np.random.default_rng(0)
+    delta, n_tasks, n_sims = 0.03, 80, 400
+    covered = 0
+    for sim in range(n_sims):
+        task = rng.normal(0.3, 0.2, n_tasks)
+        a = task + delta + rng.normal(0, 0.05, n_tasks)
+        b = task + rng.normal(0, 0.05, n_tasks)
+        d = paired_bootstrap(a, b, n_boot=400, seed=sim)
+        covered += d.ci_low <= delta <= d.ci_high
+    rate = covered / n_sims
+    assert 0.91 <= rate <= 0.98, rate
+
+
+def test_paired_bootstrap_detects_what_unpaired_cis_miss():
+    rng = np.random.default_rng(1)
+    task = rng.normal(0.3, 0.2, 100)
+    a, b = task + 0.02, task + rng.normal(0, 0.01, 100)
+    d = paired_bootstrap(torch.as_tensor(a), torch.as_tensor(b))
+    assert d.verdict == "better" and d.ci_low > 0 and d.n_tasks == 100
+    assert paired_bootstrap(b, a).verdict == "worse"
+    same = paired_bootstrap(a, a)
+    assert same.mean == 0 and same.ci_low == 0 and same.verdict == "no detectable difference"
+
+
+def test_paired_bootstrap_drops_nan_tasks_and_averages_seeds():
+    a = np.array([0.5, np.nan, 0.3])
+    b = np.array([0.4, 0.2, np.nan])
+    assert paired_bootstrap(a, b).n_tasks == 1
+    seeds_a = np.array([[0.2, 0.4], [0.4, 0.6]])  # (seeds, tasks): per-task means 0.3, 0.5
+    d = paired_bootstrap(seeds_a, np.array([[0.1, 0.1], [0.1, 0.1]]))
+    assert d.mean == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="same tasks"):
+        paired_bootstrap(np.zeros(3), np.zeros(4))
+
+
+def test_compare_to_best_uses_the_best_baseline_as_reference():
+    rng = np.random.default_rng(2)
+    task = rng.normal(0.3, 0.1, 200)
+    per_task = {
+        "popularity": {"ndcg@10": torch.as_tensor(task - 0.1)},
+        "item-kNN": {"ndcg@10": torch.as_tensor(task)},
+        "meta": {"ndcg@10": torch.as_tensor(task + 0.05 + rng.normal(0, 0.01, 200))},
+    }
+    table = compare_to_best(per_task, baselines=["popularity", "item-kNN"]).set_index("method")
+    assert set(table["reference"]) == {"item-kNN"}
+    assert table.loc["item-kNN", "diff"] == 0
+    assert table.loc["meta", "verdict"] == "better" and table.loc["popularity", "verdict"] == "worse"
+    assert table.loc["meta", "diff"] == pytest.approx(0.05, abs=0.005)
+    with pytest.raises(ValueError, match="baselines"):
+        compare_to_best(per_task, baselines=["EASE"])
+
+
+def test_lower_is_better_metrics_flip_the_verdict():
+    per_task = {"base": {"log_loss": torch.full((50,), 0.7)}, "m": {"log_loss": torch.full((50,), 0.5)}}
+    table = compare_to_best(per_task, baselines=["base"], metric="log_loss").set_index("method")
+    assert table.loc["m", "verdict"] == "better" and table.loc["m", "diff"] == pytest.approx(-0.2)
+
+
+class ConstantScorer:
+    """Scores item codes by a fixed vector (a stand-in for a fitted baseline)."""
+
+    calibrated = False
+
+    def __init__(self, scores):
+        self.scores = torch.as_tensor(scores, dtype=torch.float32)
+
+    def adapt(self, batch):
+        return None
+
+    def score(self, state, x):
+        return self.scores[x["item"]]
+
+
+def test_paired_comparison_runs_methods_on_eval_tasks():
+    t, n = 30, 5
+    ones = torch.ones(t, 1)
+    batch = TaskBatch({"item": torch.ones(t, 1, dtype=torch.int64)}, ones, ones.bool(),
+                      {"item": torch.full((t, 1), 2)}, ones, ones.bool())
+    relevant = torch.zeros(t, n, dtype=torch.bool)
+    relevant[:, 2] = True
+    tasks = EvalTasks(batch, {"item": torch.arange(n).expand(t, n)}, torch.ones(t, n, dtype=torch.bool), relevant)
+    methods = {"good": ConstantScorer([0, 0, 5, 1, 2]), "bad": ConstantScorer([0, 0, 1, 5, 2])}
+    table = paired_comparison(methods, {("new users", 5): tasks}, baselines=["bad"], n_boot=100)
+    row = table.set_index("method").loc["good"]
+    assert row["K"] == 5 and row["cell"] == "new users" and row["verdict"] == "better"
+    assert row["diff"] == pytest.approx(1 - 1 / np.log2(4))
+
+
+def test_aggregate_seeds_reports_mean_and_spread():
+    tables = [pd.DataFrame({"method": ["a", "b"], "K": [5, 5], "mean": [0.1 + s, 0.2], "verdict": ["x", "y"]})
+              for s in (0.0, 0.1, 0.2)]
+    out = aggregate_seeds(tables).set_index("method")
+    assert out.loc["a", "n_seeds"] == 3
+    assert out.loc["a", "mean_mean"] == pytest.approx(0.2)
+    assert out.loc["a", "mean_std"] == pytest.approx(0.1)
+    assert out.loc["b", "mean_std"] == 0 and out.loc["a", "mean_max"] == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="at least 3"):
+        aggregate_seeds(tables[:2])
+    with pytest.raises(ValueError, match="seed"):
+        aggregate_seeds(tables[0])

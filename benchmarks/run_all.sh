@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Re-measure every benchmark; each script's last line (one JSON object) goes to benchmarks/results/.
+# PEERS_PYTHON: a Python with learn2learn and higher installed (see README.md); default: the project's.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+PEERS=${PEERS_PYTHON:-$PY}
+mkdir -p benchmarks/results
+run() {  # run NAME COMMAND...: print the output, keep the last line
+    local name=$1; shift
+    "$@" | tee "benchmarks/results/$name.log"
+    tail -n 1 "benchmarks/results/$name.log" > "benchmarks/results/$name.json"
+    rm "benchmarks/results/$name.log"
+}
+run build_tasks_cpu "$PY" benchmarks/build_tasks.py
+run maml_step_cpu env PYTHONPATH=. "$PEERS" benchmarks/maml_step.py --threads 2 --repeats 20
+if [ -f benchmarks/end_to_end.py ]; then
+    run end_to_end_cpu "$PY" benchmarks/end_to_end.py
+fi

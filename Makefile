@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 JB := $(BIN)/jupyter-book
 
-.PHONY: book test notebooks lab clean venv unit
+.PHONY: book test notebooks lab clean venv unit bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ notebooks: $(STAMP)
 		$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 			--ExecutePreprocessor.kernel_name=python3 --ExecutePreprocessor.timeout=1800 $$nb || exit 1; \
 	done
+
+bench: $(STAMP)
+	PYTHON=$(BIN)/python benchmarks/run_all.sh
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab

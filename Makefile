@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 venv: $(STAMP)
 
 book: $(STAMP)
-	$(JB) build . --path-output . --config _config.yml --toc _toc.yml
+	METAREC_QUIET=1 $(JB) build . --path-output . --config _config.yml --toc _toc.yml
 
 test: $(STAMP)
 	METAREC_QUIET=1 $(BIN)/python -m pytest -p no:cacheprovider tests

@@ -45,3 +45,29 @@ def test_plain_value_turns_numbers_into_python():
     assert plain_value(np.float64(0.5)) == 0.5 and type(plain_value(np.float64(0.5))) is float
     assert type(plain_value(torch.tensor(3))) is int
     assert plain_value({"a": np.int64(2)}) == {"a": 2}
+
+
+def test_book_config_excludes_notebooks_whose_data_is_absent(tmp_path, monkeypatch):
+    import json
+
+    import yaml
+
+    from metarec_ref.nb import book_config, notebooks_missing_data
+
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    needs = {"metadata": {"metarec": {"requires_data": ["online_retail"]}}, "cells": []}
+    (folder / "07_real.ipynb").write_text(json.dumps(needs))
+    (folder / "02_synthetic.ipynb").write_text(json.dumps({"metadata": {}, "cells": []}))
+    (tmp_path / "_config.yml").write_text("title: t\nexecute:\n  execute_notebooks: cache\n  exclude_patterns: []\n")
+    monkeypatch.delenv("METAREC_DATA_DIR", raising=False)
+    assert notebooks_missing_data(str(folder)) == [f"{folder.as_posix()}/07_real.ipynb"]
+    config = yaml.safe_load(book_config(str(tmp_path / "_config.yml"), str(folder)))
+    assert config["execute"]["exclude_patterns"] == [f"{folder.as_posix()}/07_real.ipynb"]
+    assert config["execute"]["execute_notebooks"] == "cache"
+
+    data = tmp_path / "data" / "online_retail"
+    data.mkdir(parents=True)
+    (data / "online_retail.parquet").write_bytes(b"")
+    monkeypatch.setenv("METAREC_DATA_DIR", str(tmp_path / "data"))
+    assert notebooks_missing_data(str(folder)) == []

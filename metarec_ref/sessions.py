@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 
 from metarec_ref.data import Encoders
-from metarec_ref.tasks import RankingTargets, Tasks, ranking_targets, sample_negatives
+from metarec_ref.tasks import RankingTargets, Tasks, insert_negatives, ranking_targets
 
 DEFINITIONS = ("basket", "next_session")
 
@@ -102,15 +102,8 @@ def _finish(events: pd.DataFrame, o: pd.DataFrame, support: np.ndarray, candidat
     # Support rows before query rows within a task (the order is already by time).
     out = out.sort_values(["task", "is_query"], kind="stable").reset_index(drop=True)
     if n_neg:
-        positives = out[out["y"] == 1.0]
-        neg = sample_negatives(positives, events if history is None else history, n_neg,
+        out = insert_negatives(out, events if history is None else history, n_neg,
                                strategy=negatives, exclude=exclude, column="item_id", seed=seed + 1)
-        neg["_after"] = np.repeat(positives.index.to_numpy(), n_neg)
-        out["_after"] = out.index.to_numpy()
-        out = pd.concat([out, neg], ignore_index=True)
-        out["_neg"] = out["is_negative"].astype(np.int8)
-        out = out.sort_values(["_after", "_neg"], kind="stable").drop(columns=["_after", "_neg"])
-        out = out.reset_index(drop=True)
     out["is_negative"] = out["is_negative"].astype(bool)
     real = out[~out["is_negative"]]
     grouped = real.groupby("task", sort=True)["is_query"]

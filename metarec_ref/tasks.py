@@ -170,6 +170,31 @@ def _rank_within(group: np.ndarray) -> np.ndarray:
     return np.arange(len(group)) - np.repeat(starts, sizes)
 
 
+def insert_negatives(
+    rows: pd.DataFrame,
+    history: pd.DataFrame,
+    n_neg: int,
+    *,
+    strategy: str,
+    exclude: str,
+    column: str,
+    seed: int,
+) -> pd.DataFrame:
+    """``rows`` with ``n_neg`` sampled negatives after each positive (``y == 1``) row.
+
+    Each negative sits right after its positive: same time, same task, same part of the task.
+    """
+    positives = rows[rows["y"] == 1.0]
+    neg = sample_negatives(positives, history, n_neg, strategy=strategy, exclude=exclude,
+                           column=column, seed=seed)
+    neg["_after"] = np.repeat(positives.index.to_numpy(), n_neg)
+    rows = rows.assign(_after=rows.index.to_numpy())
+    out = pd.concat([rows, neg], ignore_index=True)
+    out["_neg"] = out["is_negative"].astype(np.int8)
+    out = out.sort_values(["_after", "_neg"], kind="stable").drop(columns=["_after", "_neg"])
+    return out.reset_index(drop=True)
+
+
 def build_tasks(
     events: pd.DataFrame,
     by: str | Sequence[str],
@@ -252,23 +277,8 @@ def build_tasks(
 
     if n_neg:
         column = "user_id" if by == ("item_id",) else "item_id"
-        positives = out[out["y"] == 1.0]
-        neg = sample_negatives(
-            positives,
-            events if history is None else history,
-            n_neg,
-            strategy=negatives,
-            exclude=exclude,
-            column=column,
-            seed=seed + 1,
-        )
-        neg["_after"] = np.repeat(positives.index.to_numpy(), n_neg)
-        out["_after"] = out.index.to_numpy()
-        # Each negative sits right after its positive: same time, same part of the task.
-        out = pd.concat([out, neg], ignore_index=True)
-        out["_neg"] = out["is_negative"].astype(np.int8)
-        out = out.sort_values(["_after", "_neg"], kind="stable").drop(columns=["_after", "_neg"])
-        out = out.reset_index(drop=True)
+        out = insert_negatives(out, events if history is None else history, n_neg,
+                               strategy=negatives, exclude=exclude, column=column, seed=seed + 1)
     out["is_negative"] = out["is_negative"].astype(bool)
 
     grouped = out[~out["is_negative"]].groupby("task", sort=True)["is_query"]

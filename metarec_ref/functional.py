@@ -372,3 +372,14 @@ __all__ = [
     "raise_if_not_finite",
     "select_params",
 ]
+
+
+def gradient_outer_step(
+    meta_loss: Callable[[TaskBatch], Tensor], batch: TaskBatch, optimizer: torch.optim.Optimizer
+) -> float:
+    """The plain outer update shared by gradient-trained learners: backpropagate, then step."""
+    optimizer.zero_grad()
+    loss = meta_loss(batch)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())

@@ -36,6 +36,7 @@ from metarec_ref.functional import (
     check_inner_loop_args,
     check_task_batch,
     fast_weight_totals,
+    gradient_outer_step,
     masked_bce_loss,
     masked_mse_loss,
     raise_if_not_finite,
@@ -167,11 +168,7 @@ class MAML(nn.Module):
 
     def outer_step(self, batch: TaskBatch, optimizer: torch.optim.Optimizer) -> float:
         """One meta-update: zero grads, backpropagate the meta-loss, step the optimizer."""
-        optimizer.zero_grad()
-        loss = self.meta_loss(batch)
-        loss.backward()
-        optimizer.step()
-        return float(loss.detach())
+        return gradient_outer_step(self.meta_loss, batch, optimizer)
 
     def adapt(self, batch: TaskBatch) -> FastWeights:
         """Detached per-task fast weights for evaluation (works under ``torch.no_grad``)."""

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.func import vmap
 
 from metarec_ref.batch import Features, TaskBatch
-from metarec_ref.functional import LossFn, check_task_batch, masked_bce_loss
+from metarec_ref.functional import LossFn, check_task_batch, gradient_outer_step, masked_bce_loss
 
 
 def embed_events(encoder: nn.Module, x: Features) -> Tensor:
@@ -78,11 +78,7 @@ class _MetricLearner(nn.Module):
 
     def outer_step(self, batch: TaskBatch, optimizer: torch.optim.Optimizer) -> float:
         """One meta-update: zero grads, backpropagate the meta-loss, step the optimizer."""
-        optimizer.zero_grad()
-        loss = self.meta_loss(batch)
-        loss.backward()
-        optimizer.step()
-        return float(loss.detach())
+        return gradient_outer_step(self.meta_loss, batch, optimizer)
 
 
 @dataclass

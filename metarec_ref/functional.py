@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
+from torch.fx.experimental.proxy_tensor import make_fx
 
 from metarec_ref.batch import Features, TaskBatch, map_features
 
@@ -232,17 +233,70 @@ class BatchedTaskLoss:
     """Per-task losses of a meta-batch under ``vmap``: ``(adapted (tasks, ...), x, y, mask) -> (tasks,)``.
 
     Built once per learner call so the vmapped function is not re-created at every step.
+    ``trace=True`` records the vmapped forward once per input signature (shapes, dtypes,
+    devices, ``model.training``) with ``make_fx`` and then replays that graph of plain
+    aten ops: same kernels and numbers, without the per-call cost of ``vmap`` and
+    ``functional_call`` in Python. A trace freezes everything but the tensors and that
+    signature, so use it only for modules whose ``forward`` reads no other Python state
+    that changes between calls. ``graphs`` is the cache to keep across calls.
     """
 
-    def __init__(self, model: nn.Module, loss_fn: LossFn, frozen: dict[str, Tensor]):
-        def one_task(adapted: dict[str, Tensor], x: Features, y: Tensor, mask: Tensor) -> Tensor:
+    def __init__(
+        self, model: nn.Module, loss_fn: LossFn, frozen: dict[str, Tensor],
+        trace: bool = False, graphs: dict | None = None,
+    ):
+        def one_task(
+            adapted: dict[str, Tensor], frozen: dict[str, Tensor], x: Features, y: Tensor, mask: Tensor
+        ) -> Tensor:
             return loss_fn(functional_call(model, {**frozen, **adapted}, (x,)), y, mask)
 
-        # Frozen tensors are closed over, so vmap never sees (or copies) them.
-        self._losses = vmap(one_task, in_dims=(0, 0, 0, 0))
+        # Frozen tensors are shared by every task (in_dims=None): never copied per task.
+        self._losses = vmap(one_task, in_dims=(0, None, 0, 0, 0))
+        self._model = model
+        self._frozen = frozen
+        self._trace = trace
+        self._graphs = graphs if graphs is not None else {}
 
     def __call__(self, adapted: dict[str, Tensor], x: Features, y: Tensor, mask: Tensor) -> Tensor:
-        return self._losses(adapted, x, y, mask)
+        args = (adapted, self._frozen, x, y, mask)
+        if not self._trace:
+            return self._losses(*args)
+        key = (self._model.training, _signature(args))
+        graph = self._graphs.get(key)
+        if graph is None:
+            graph = self._graphs[key] = self._record(args)
+            if len(self._graphs) > MAX_TRACED_GRAPHS:  # drop the oldest signature
+                del self._graphs[next(iter(self._graphs))]
+        return graph(*args)
+
+    def _record(self, args: tuple) -> Callable[..., Tensor]:
+        detached = tuple(_map_tensors(a, Tensor.detach) for a in args)
+        try:
+            with torch.no_grad():
+                return make_fx(self._losses)(*detached)
+        except Exception as err:
+            raise RuntimeError(
+                f"trace=True could not trace {type(self._model).__name__}.forward under vmap "
+                f"({type(err).__name__}: {err}); use trace=False"
+            ) from err
+
+
+MAX_TRACED_GRAPHS = 16  # input signatures kept per learner; each costs one trace
+
+
+def _map_tensors(obj, fn: Callable[[Tensor], Tensor]):
+    return {k: fn(v) for k, v in obj.items()} if isinstance(obj, dict) else fn(obj)
+
+
+def _signature(args: tuple) -> tuple:
+    """What a trace depends on: dict keys and each tensor's shape, dtype and device."""
+    def describe(t: Tensor) -> tuple:
+        return (tuple(t.shape), t.dtype, t.device)
+
+    return tuple(
+        tuple((k, describe(v)) for k, v in a.items()) if isinstance(a, dict) else describe(a)
+        for a in args
+    )
 
 
 def expand_to_tasks(params: dict[str, Tensor], num_tasks: int) -> dict[str, Tensor]:

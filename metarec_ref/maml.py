@@ -54,6 +54,7 @@ class InnerLoopConfig:
     adapt: ParamFilter = "all"
     batched: bool = True
     check_finite: bool = True  # one sync per call; False skips the NaN/inf check
+    trace: bool = False  # batched path: replay a recorded forward graph (see BatchedTaskLoss)
 
     def __post_init__(self) -> None:
         check_inner_loop_args(self.inner_steps, self.inner_lr)
@@ -91,18 +92,20 @@ class MAML(nn.Module):
         adapt: ParamFilter = "all",
         batched: bool = True,
         check_finite: bool = True,
+        trace: bool = False,
     ):
         super().__init__()
         self.model = model
         self.loss_fn = loss_fn
-        self.config = InnerLoopConfig(inner_steps, inner_lr, first_order, adapt, batched, check_finite)
+        self.config = InnerLoopConfig(inner_steps, inner_lr, first_order, adapt, batched, check_finite, trace)
+        self._traced_graphs: dict = {}  # input signature -> recorded forward (trace=True)
         select_params(model, adapt)  # fail now if the filter selects nothing
 
     @classmethod
     def from_config(cls, model: nn.Module, config: InnerLoopConfig, loss_fn: LossFn = masked_bce_loss) -> "MAML":
         """Build the learner from an :class:`InnerLoopConfig`."""
         return cls(model, loss_fn, config.inner_steps, config.inner_lr, config.first_order,
-                   config.adapt, config.batched, config.check_finite)
+                   config.adapt, config.batched, config.check_finite, config.trace)
 
     # ------------------------------------------------------------------ inner loop
 
@@ -126,7 +129,7 @@ class MAML(nn.Module):
             adapted = {k: p.detach() for k, p in adapted.items()}
         lr = self.inner_lr()
         if cfg.batched:
-            task_losses = BatchedTaskLoss(self.model, self.loss_fn, frozen)
+            task_losses = BatchedTaskLoss(self.model, self.loss_fn, frozen, cfg.trace, self._traced_graphs)
             fast, losses = adapt_tasks(
                 self.model, adapted, frozen, batch.support_x, batch.support_y, batch.support_mask,
                 self.loss_fn, cfg.inner_steps, lr, create_graph, task_losses,
@@ -209,8 +212,9 @@ class FOMAML(MAML):
         adapt: ParamFilter = "all",
         batched: bool = True,
         check_finite: bool = True,
+        trace: bool = False,
     ):
-        super().__init__(model, loss_fn, inner_steps, inner_lr, True, adapt, batched, check_finite)
+        super().__init__(model, loss_fn, inner_steps, inner_lr, True, adapt, batched, check_finite, trace)
 
 
 def _lr_key(name: str) -> str:
@@ -236,8 +240,9 @@ class MetaSGD(MAML):
         adapt: ParamFilter = "all",
         batched: bool = True,
         check_finite: bool = True,
+        trace: bool = False,
     ):
-        super().__init__(model, loss_fn, inner_steps, inner_lr, first_order, adapt, batched, check_finite)
+        super().__init__(model, loss_fn, inner_steps, inner_lr, first_order, adapt, batched, check_finite, trace)
         adapted, _ = select_params(model, adapt)
         self.inner_lrs = nn.ParameterDict(
             {_lr_key(name): nn.Parameter(torch.full_like(p, inner_lr)) for name, p in adapted.items()}
@@ -270,8 +275,9 @@ class Reptile(MAML):
         batched: bool = True,
         outer_lr: float = 0.1,
         check_finite: bool = True,
+        trace: bool = False,
     ):
-        super().__init__(model, loss_fn, inner_steps, inner_lr, True, adapt, batched, check_finite)
+        super().__init__(model, loss_fn, inner_steps, inner_lr, True, adapt, batched, check_finite, trace)
         if not isinstance(outer_lr, (int, float)) or not outer_lr > 0:
             raise ValueError(f"outer_lr must be a number > 0, got {outer_lr!r}")
         self.outer_lr = float(outer_lr)

@@ -89,7 +89,7 @@ def build_learner(
     if algorithm not in gradient_based:
         raise ValueError(f"unknown algorithm {algorithm!r}; choose one of {list(ALGORITHMS)}")
     args = dict(inner_steps=inner.inner_steps, inner_lr=inner.inner_lr, adapt=inner.adapt,
-                batched=inner.batched, check_finite=inner.check_finite)
+                batched=inner.batched, check_finite=inner.check_finite, trace=inner.trace)
     if algorithm in ("maml", "metasgd"):
         args["first_order"] = inner.first_order
     return gradient_based[algorithm](model, loss_fn, **args, **kwargs)

@@ -82,3 +82,11 @@ def test_cuda_nan_is_reported_with_step_and_task():
                     batch.query_x, batch.query_y, batch.query_mask).to("cuda")
     with pytest.raises(ValueError, match="step 1 of 2 for task 4"):
         MAML(make_model().cuda(), inner_steps=2).meta_loss(bad)
+
+
+def test_cuda_traced_meta_gradient_matches_untraced():
+    batch = make_batch().to("cuda")
+    plain = grads(MAML(make_model().double(), inner_steps=2, inner_lr=0.3).cuda(), batch)
+    traced = grads(MAML(make_model().double(), inner_steps=2, inner_lr=0.3, trace=True).cuda(), batch)
+    assert traced.device.type == "cuda"
+    torch.testing.assert_close(traced, plain, rtol=0, atol=1e-12)

@@ -1,0 +1,94 @@
+"""trace=True: the recorded forward gives the very same numbers, retraces when it must, fails clearly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from metarec_ref import functional
+from metarec_ref.functional import BatchedTaskLoss, masked_bce_loss, select_params
+from metarec_ref.maml import FOMAML, MAML, MetaSGD, Reptile
+from tests.unit.test_maml import EmbeddingModel, flat, make_batch, make_dict_batch, meta_grad, tiny_model
+
+
+@pytest.mark.parametrize("cls", [MAML, FOMAML, MetaSGD])
+@pytest.mark.parametrize("ragged", [False, True])
+def test_traced_meta_gradient_equals_untraced(cls, ragged):
+    batch = make_batch(ragged=ragged)
+    plain = cls(tiny_model(), inner_steps=3, inner_lr=0.3)
+    traced = cls(tiny_model(), inner_steps=3, inner_lr=0.3, trace=True)
+    expected = flat(torch.autograd.grad(plain.meta_loss(batch), list(plain.parameters())))
+    got = flat(torch.autograd.grad(traced.meta_loss(batch), list(traced.parameters())))
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+
+
+def test_traced_reptile_update_equals_untraced():
+    batch = make_batch()
+    plain, traced = (Reptile(tiny_model(), inner_steps=3, inner_lr=0.3, trace=t) for t in (False, True))
+    plain.outer_step(batch)
+    traced.outer_step(batch)
+    for a, b in zip(plain.parameters(), traced.parameters()):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-12)
+
+
+def test_traced_head_only_adaptation_still_trains_the_shared_table():
+    torch.manual_seed(0)
+    batch = make_dict_batch()
+    plain = MAML(EmbeddingModel(), inner_steps=2, inner_lr=0.1, adapt="head")
+    torch.manual_seed(0)
+    traced = MAML(EmbeddingModel(), inner_steps=2, inner_lr=0.1, adapt="head", trace=True)
+    expected = meta_grad(plain, batch)
+    got = meta_grad(traced, batch)
+    table_index = [n for n, _ in traced.model.named_parameters()].index("item.weight")
+    assert got[table_index].abs().sum() > 0  # the frozen table is an input of the graph, not a constant
+    torch.testing.assert_close(flat(got), flat(expected), rtol=0, atol=1e-6)
+    # The table is read from the graph's inputs, so an in-place optimizer step is seen.
+    with torch.no_grad():
+        traced.model.item.weight.add_(1.0)
+        plain.model.item.weight.add_(1.0)
+    torch.testing.assert_close(flat(meta_grad(traced, batch)), flat(meta_grad(plain, batch)), rtol=0, atol=1e-6)
+
+
+def test_forward_runs_once_per_signature_and_retraces_on_new_shapes_or_mode():
+    torch.manual_seed(0)
+    model = EmbeddingModel()
+    learner = MAML(model, inner_steps=2, inner_lr=0.1, adapt="head", trace=True)
+    batch = make_dict_batch()
+    learner.meta_loss(batch)
+    calls_after_first = len(model.seen_table_ptrs)
+    assert len(learner._traced_graphs) == 2  # support and query shapes differ
+    learner.meta_loss(batch)
+    assert len(model.seen_table_ptrs) == calls_after_first  # replayed, forward not re-run
+    learner.meta_loss(make_dict_batch(tasks=5))
+    assert len(learner._traced_graphs) == 4
+    model.eval()
+    learner.meta_loss(batch)
+    assert len(learner._traced_graphs) == 6
+
+
+def test_trace_cache_is_bounded(monkeypatch):
+    monkeypatch.setattr(functional, "MAX_TRACED_GRAPHS", 3)
+    learner = MAML(tiny_model(), inner_steps=1, inner_lr=0.1, trace=True)
+    for tasks in range(1, 6):
+        learner.meta_loss(make_batch(tasks=tasks))
+    assert len(learner._traced_graphs) == 3
+
+
+class DataDependent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.lin(x).squeeze(-1)
+        return out if bool(out.sum() > 0) else -out
+
+
+def test_untraceable_forward_names_the_fix():
+    adapted, frozen = select_params(DataDependent().double())
+    losses = BatchedTaskLoss(DataDependent().double(), masked_bce_loss, frozen, trace=True)
+    batch = make_batch()
+    expanded = functional.expand_to_tasks(adapted, batch.num_tasks)
+    with pytest.raises(RuntimeError, match=r"DataDependent.forward.*use trace=False"):
+        losses(expanded, batch.support_x, batch.support_y, batch.support_mask)

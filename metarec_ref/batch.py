@@ -24,13 +24,16 @@ class FeatureSpec:
     """Sizes a recommender model needs to build its embedding tables.
 
     Feature dicts use these keys: ``item``, ``category``, ``scenario`` (int64 ids) and
-    ``dense`` (float32, last dimension ``n_dense``).
+    ``dense`` (float32, last dimension ``n_dense``), plus ``user`` (int64 ids) when
+    ``n_users > 0``. ``n_users = 0`` means no user feature: models then score an event from
+    the item side and its context only.
     """
 
     n_items: int
     n_categories: int
     n_scenarios: int
     n_dense: int
+    n_users: int = 0
 
 
 @dataclass

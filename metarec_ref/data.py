@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -313,6 +313,18 @@ class Encoders:
     item_dense: np.ndarray  # (n_items + 1, n_dense) float32
     item_first_seen: np.ndarray  # (n_items + 1,) datetime64[ns]; NaT for code 0
     dense_names: tuple[str, ...]
+    users: pd.Index | None = None  # None: batches carry no user feature
+
+    def with_users(self, events: pd.DataFrame) -> "Encoders":
+        """A copy that also encodes users: every ``user_id`` of ``events`` gets a code.
+
+        Pass the log whose users a model may know (e.g. the training period only): any other
+        user, such as one who arrives later, maps to code 0, the shared "unknown user".
+        Batches built with the copy carry ``x["user"]`` and its ``spec.n_users`` is > 0.
+        """
+        if "user_id" not in events:
+            raise ValueError(f"column 'user_id' is missing; found {list(events.columns)}")
+        return replace(self, users=_vocabulary(events["user_id"]))
 
     @classmethod
     def fit(
@@ -372,7 +384,14 @@ class Encoders:
             n_categories=len(self.categories) + 1,
             n_scenarios=len(self.scenarios) + 1,
             n_dense=self.item_dense.shape[1],
+            n_users=0 if self.users is None else len(self.users) + 1,
         )
+
+    def encode_users(self, user_ids) -> np.ndarray:
+        """Raw user ids -> codes (0 for unseen ids); requires :meth:`with_users`."""
+        if self.users is None:
+            raise ValueError("these encoders have no user vocabulary; call encoders.with_users(events) first")
+        return _encode(self.users, user_ids)
 
     def encode_items(self, item_ids) -> np.ndarray:
         """Raw item ids -> codes (0 for unseen ids)."""
@@ -417,22 +436,28 @@ class ItemCatalog:
     def device(self) -> torch.device:
         return self.item.device
 
-    def features(self, scenario: Tensor) -> dict[str, Tensor]:
+    def features(self, scenario: Tensor, user: Tensor | None = None) -> dict[str, Tensor]:
         """Feature dict for scoring every item in every task: leaves ``(tasks, n_items, ...)``.
 
-        scenario: ``(tasks,)`` scenario code of each task (its shopping context). The leaves are
+        scenario: ``(tasks,)`` scenario code of each task (its shopping context); user:
+        ``(tasks,)`` user code of each task, for models with a user feature. The leaves are
         expanded views (no copies), so memory stays ``O(n_items)``.
         """
         if scenario.dim() != 1:
             raise ValueError(f"scenario must have shape (tasks,), got {tuple(scenario.shape)}")
+        if user is not None and tuple(user.shape) != tuple(scenario.shape):
+            raise ValueError(f"user must have shape {tuple(scenario.shape)} like scenario, got {tuple(user.shape)}")
         tasks, n = scenario.shape[0], self.n_items
         scenario = scenario.to(self.device, torch.int64)
-        return {
+        features = {
             "item": self.item.expand(tasks, n),
             "category": self.category.expand(tasks, n),
             "scenario": scenario[:, None].expand(tasks, n),
             "dense": self.dense.expand(tasks, n, self.dense.shape[1]),
         }
+        if user is not None:
+            features["user"] = user.to(self.device, torch.int64)[:, None].expand(tasks, n)
+        return features
 
     def available(self, before: pd.Timestamp | str | None = None) -> Tensor:
         """Bool ``(n_items,)``: known items (code > 0) first seen strictly before ``before``."""

@@ -81,7 +81,7 @@ class EvalTasks:
     def from_catalog(cls, batch: TaskBatch, catalog, targets) -> "EvalTasks":
         """Full ranking over ``catalog`` (``.features(scenario)``) with ``targets`` (``scenario``,
         ``positives``, ``exclude``), as built by :func:`metarec_ref.tasks.ranking_targets`."""
-        return cls(batch, catalog.features(targets.scenario), ~targets.exclude, targets.positives)
+        return cls(batch, catalog.features(targets.scenario, targets.user), ~targets.exclude, targets.positives)
 
     def select(self, index: slice) -> "EvalTasks":
         if not self.has_ranking:

@@ -40,21 +40,32 @@ def _check_spec(spec: FeatureSpec) -> None:
             raise ValueError(f"spec.{name} must be >= 1, got {getattr(spec, name)}")
     if spec.n_dense < 0:
         raise ValueError(f"spec.n_dense must be >= 0, got {spec.n_dense}")
+    if spec.n_users < 0:
+        raise ValueError(f"spec.n_users must be >= 0 (0 = no user feature), got {spec.n_users}")
 
 
-def flatten_features(x: Features, n_dense: int) -> tuple[dict[str, Tensor], torch.Size]:
+def sparse_keys(spec: FeatureSpec) -> tuple[str, ...]:
+    """The id features a model built from ``spec`` reads: ``user`` joins when ``spec.n_users > 0``."""
+    return SPARSE_KEYS + (("user",) if spec.n_users else ())
+
+
+def flatten_features(x: Features, spec: FeatureSpec) -> tuple[dict[str, Tensor], torch.Size]:
     """Flatten the leading dims of a feature dict to one event dim; return the leading shape."""
+    keys = (*sparse_keys(spec), "dense")
     if not isinstance(x, dict):
         raise ValueError(
-            f"this model takes a feature dict with keys {list(FEATURE_KEYS)}, got {type(x).__name__}; "
+            f"this model takes a feature dict with keys {list(keys)}, got {type(x).__name__}; "
             "for plain tensors use MLP(in_dim=...)"
         )
-    missing = [k for k in FEATURE_KEYS if k not in x]
+    missing = [k for k in keys if k not in x]
     if missing:
-        raise ValueError(f"feature dict is missing {missing}; found {list(x)}")
+        hint = (" (the model was built with n_users > 0: fit the encoders with "
+                "Encoders.with_users(...) so that batches carry x['user'])" if "user" in missing else "")
+        raise ValueError(f"feature dict is missing {missing}; found {list(x)}{hint}")
+    n_dense = spec.n_dense
     lead = x["item"].shape
-    flat = {k: x[k].reshape(-1) for k in SPARSE_KEYS}
-    for k in SPARSE_KEYS:
+    flat = {k: x[k].reshape(-1) for k in sparse_keys(spec)}
+    for k in sparse_keys(spec):
         if x[k].shape != lead:
             raise ValueError(f"x['{k}'] has shape {tuple(x[k].shape)}, expected {tuple(lead)} like x['item']")
     if x["dense"].shape != (*lead, n_dense):
@@ -75,12 +86,16 @@ class FieldEmbeddings(nn.Module):
         self.scenario = nn.Embedding(spec.n_scenarios, emb_dim)
         for table in (self.item, self.category, self.scenario):
             nn.init.normal_(table.weight, std=0.05)
+        self.user = nn.Embedding(spec.n_users, emb_dim) if spec.n_users else None
+        if self.user is not None:
+            nn.init.normal_(self.user.weight, std=0.05)
+        self.n_fields = len(sparse_keys(spec))
 
     def forward(self, flat: dict[str, Tensor]) -> Tensor:
-        return torch.stack(
-            [self.item(flat["item"]), self.category(flat["category"]), self.scenario(flat["scenario"])],
-            dim=1,
-        )
+        fields = [self.item(flat["item"]), self.category(flat["category"]), self.scenario(flat["scenario"])]
+        if self.user is not None:
+            fields.append(self.user(flat["user"]))
+        return torch.stack(fields, dim=1)
 
 
 class MLP(nn.Module):
@@ -107,7 +122,7 @@ class MLP(nn.Module):
         if spec is not None:
             _check_spec(spec)
             self.embeddings = FieldEmbeddings(spec, emb_dim)
-            in_dim = 3 * emb_dim + spec.n_dense
+            in_dim = self.embeddings.n_fields * emb_dim + spec.n_dense
         elif in_dim < 1:
             raise ValueError(f"in_dim must be >= 1, got {in_dim}")
         self.in_dim = in_dim
@@ -122,7 +137,7 @@ class MLP(nn.Module):
             lead = x.shape[:-1]
             h = x.reshape(-1, self.in_dim)
         else:
-            flat, lead = flatten_features(x, self.spec.n_dense)
+            flat, lead = flatten_features(x, self.spec)
             h = torch.cat([self.embeddings(flat).flatten(1), flat["dense"]], dim=1)
         return self.head(self.body(h)).reshape(lead)
 
@@ -158,13 +173,15 @@ class WideAndDeep(nn.Module):
         self.wide_scenario = nn.Embedding(spec.n_scenarios, 1)
         self.wide_item_x_scenario = nn.Embedding(cross_buckets, 1)
         self.wide_category_x_scenario = nn.Embedding(cross_buckets, 1)
+        self.wide_user = nn.Embedding(spec.n_users, 1) if spec.n_users else None
         for table in self._wide_tables():
             nn.init.zeros_(table.weight)
         self.wide_dense = nn.Linear(spec.n_dense, 1) if spec.n_dense else None
         # Deep part.
         self.embeddings = FieldEmbeddings(spec, emb_dim)
-        self.deep = mlp_layers(3 * emb_dim + spec.n_dense, hidden)
-        self.head = nn.Linear(hidden[-1] if hidden else 3 * emb_dim + spec.n_dense, 1)
+        deep_in = self.embeddings.n_fields * emb_dim + spec.n_dense
+        self.deep = mlp_layers(deep_in, hidden)
+        self.head = nn.Linear(hidden[-1] if hidden else deep_in, 1)
 
     def _wide_tables(self) -> list[nn.Embedding]:
         return [
@@ -173,7 +190,7 @@ class WideAndDeep(nn.Module):
             self.wide_scenario,
             self.wide_item_x_scenario,
             self.wide_category_x_scenario,
-        ]
+        ] + ([self.wide_user] if self.wide_user is not None else [])
 
     def wide(self, flat: dict[str, Tensor]) -> Tensor:
         """The wide logit ``(events,)``."""
@@ -187,12 +204,14 @@ class WideAndDeep(nn.Module):
             + self.wide_item_x_scenario(item_x_s)
             + self.wide_category_x_scenario(cat_x_s)
         )
+        if self.wide_user is not None:
+            out = out + self.wide_user(flat["user"])
         if self.wide_dense is not None:
             out = out + self.wide_dense(flat["dense"])
         return out.squeeze(-1)
 
     def forward(self, x: Features) -> Tensor:
-        flat, lead = flatten_features(x, self.spec.n_dense)
+        flat, lead = flatten_features(x, self.spec)
         deep_in = torch.cat([self.embeddings(flat).flatten(1), flat["dense"]], dim=1)
         logit = self.wide(flat) + self.head(self.deep(deep_in)).squeeze(-1)
         return logit.reshape(lead)
@@ -244,25 +263,29 @@ class XDeepFM(nn.Module):
         self.linear_item = nn.Embedding(spec.n_items, 1)
         self.linear_category = nn.Embedding(spec.n_categories, 1)
         self.linear_scenario = nn.Embedding(spec.n_scenarios, 1)
-        for table in (self.linear_item, self.linear_category, self.linear_scenario):
-            nn.init.zeros_(table.weight)
+        self.linear_user = nn.Embedding(spec.n_users, 1) if spec.n_users else None
+        for table in (self.linear_item, self.linear_category, self.linear_scenario, self.linear_user):
+            if table is not None:
+                nn.init.zeros_(table.weight)
         self.linear_dense = nn.Linear(spec.n_dense, 1) if spec.n_dense else None
         self.embeddings = FieldEmbeddings(spec, emb_dim)
         self.dense_field = nn.Linear(spec.n_dense, emb_dim) if spec.n_dense else None
-        n_fields = 3 + (1 if spec.n_dense else 0)
+        n_fields = self.embeddings.n_fields + (1 if spec.n_dense else 0)
         self.cin = CIN(n_fields, cin_layers)
         self.dnn = mlp_layers(n_fields * emb_dim, hidden)
         dnn_out = hidden[-1] if hidden else n_fields * emb_dim
         self.head = nn.Linear(self.cin.out_dim + dnn_out, 1)
 
     def forward(self, x: Features) -> Tensor:
-        flat, lead = flatten_features(x, self.spec.n_dense)
+        flat, lead = flatten_features(x, self.spec)
         linear = (
             self.linear_item(flat["item"])
             + self.linear_category(flat["category"])
             + self.linear_scenario(flat["scenario"])
         ).squeeze(-1)
-        fields = self.embeddings(flat)  # (events, 3, emb_dim)
+        if self.linear_user is not None:
+            linear = linear + self.linear_user(flat["user"]).squeeze(-1)
+        fields = self.embeddings(flat)  # (events, 3 or 4 with users, emb_dim)
         if self.dense_field is not None:
             linear = linear + self.linear_dense(flat["dense"]).squeeze(-1)
             fields = torch.cat([fields, self.dense_field(flat["dense"]).unsqueeze(1)], dim=1)
@@ -283,8 +306,9 @@ class MeLU(nn.Module):
         _check_spec(spec)
         self.spec = spec
         self.embeddings = FieldEmbeddings(spec, emb_dim)
-        self.decision = mlp_layers(3 * emb_dim + spec.n_dense, hidden)
-        self.head = nn.Linear(hidden[-1] if hidden else 3 * emb_dim + spec.n_dense, 1)
+        in_dim = self.embeddings.n_fields * emb_dim + spec.n_dense
+        self.decision = mlp_layers(in_dim, hidden)
+        self.head = nn.Linear(hidden[-1] if hidden else in_dim, 1)
 
     @staticmethod
     def adapted_parameter(name: str) -> bool:
@@ -292,7 +316,7 @@ class MeLU(nn.Module):
         return name.startswith(("decision.", "head."))
 
     def forward(self, x: Features) -> Tensor:
-        flat, lead = flatten_features(x, self.spec.n_dense)
+        flat, lead = flatten_features(x, self.spec)
         h = torch.cat([self.embeddings(flat).flatten(1), flat["dense"]], dim=1)
         return self.head(self.decision(h)).reshape(lead)
 
@@ -309,13 +333,13 @@ class EventEncoder(nn.Module):
         _check_spec(spec)
         self.spec = spec
         self.embeddings = FieldEmbeddings(spec, emb_dim)
-        in_dim = 3 * emb_dim + spec.n_dense
+        in_dim = self.embeddings.n_fields * emb_dim + spec.n_dense
         self.body = mlp_layers(in_dim, hidden)
         self.out = nn.Linear(hidden[-1] if hidden else in_dim, out_dim)
         self.out_dim = out_dim
 
     def forward(self, x: Features) -> Tensor:
-        flat, lead = flatten_features(x, self.spec.n_dense)
+        flat, lead = flatten_features(x, self.spec)
         h = torch.cat([self.embeddings(flat).flatten(1), flat["dense"]], dim=1)
         return self.out(self.body(h)).reshape(*lead, self.out_dim)
 
@@ -340,5 +364,6 @@ __all__ = [
     "XDeepFM",
     "build_model",
     "flatten_features",
+    "sparse_keys",
     "mlp_layers",
 ]

@@ -220,7 +220,7 @@ def ranking_targets_with_repeats(
     positives = targets.positives.clone()
     exclude[rows[ok], cols[ok]] = False
     positives[rows[ok], cols[ok]] = True
-    return RankingTargets(targets.scenario, positives, exclude)
+    return RankingTargets(targets.scenario, positives, exclude, targets.user)
 
 
 def session_task_coverage(

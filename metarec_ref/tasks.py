@@ -357,6 +357,8 @@ def _part_tensors(part: pd.DataFrame, num_tasks: int, encoders: Encoders, max_le
         "scenario": _pad(task, slot, scenario, shape, UNKNOWN),
         "dense": _pad(task, slot, encoders.item_dense[item], shape, 0.0),
     }
+    if encoders.users is not None:
+        x["user"] = _pad(task, slot, encoders.encode_users(part["user_id"]), shape, UNKNOWN)
     y = _pad(task, slot, part["y"].to_numpy(np.float32), shape, 0.0)
     mask = _pad(task, slot, np.ones(len(part), dtype=bool), shape, False)
     to = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
@@ -392,6 +394,7 @@ class RankingTargets:
     scenario: Tensor  # (tasks,) scenario code of the last support event
     positives: Tensor  # (tasks, n_items) bool: query positives
     exclude: Tensor  # (tasks, n_items) bool: support items, code 0, items outside `candidates`
+    user: Tensor | None = None  # (tasks,) user code of the last support event, if encoded
 
 
 def ranking_targets(
@@ -426,8 +429,12 @@ def ranking_targets(
     scenario = np.zeros(t, dtype=np.int64)
     if "scenario" in last:
         scenario[last["task"].to_numpy()] = encoders.encode_scenarios(last["scenario"])
+    user = None
+    if encoders.users is not None:
+        user = np.zeros(t, dtype=np.int64)
+        user[last["task"].to_numpy()] = encoders.encode_users(last["user_id"])
     to = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
-    return RankingTargets(to(scenario), to(positives), to(exclude))
+    return RankingTargets(to(scenario), to(positives), to(exclude), None if user is None else to(user))
 
 
 __all__ = [

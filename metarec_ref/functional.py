@@ -51,9 +51,15 @@ InnerLR = Union[float, Mapping[str, Tensor]]
 
 
 def masked_bce_loss(logits: Tensor, y: Tensor, mask: Tensor) -> Tensor:
-    """Binary cross-entropy on logits, averaged over real (mask=True) events; 0 if none."""
+    """Binary cross-entropy on logits, averaged over real (mask=True) events; 0 if none.
+
+    Written as ``softplus(x) - y * x``, the same function as
+    ``F.binary_cross_entropy_with_logits`` (equal to float rounding) and just as stable, but
+    three ops instead of the dozen that one decomposes into under ``vmap``: the second-order
+    backward of every inner step has far fewer nodes to walk.
+    """
     weight = mask.to(logits.dtype)
-    losses = F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype), reduction="none")
+    losses = F.softplus(logits) - y.to(logits.dtype) * logits
     return (losses * weight).sum() / weight.sum().clamp_min(1.0)
 
 

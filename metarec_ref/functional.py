@@ -279,15 +279,75 @@ class BatchedTaskLoss:
         detached = tuple(_map_tensors(a, Tensor.detach) for a in args)
         try:
             with torch.no_grad():
-                return make_fx(self._losses)(*detached)
+                graph = make_fx(self._losses)(*detached)
         except Exception as err:
             raise RuntimeError(
                 f"trace=True could not trace {type(self._model).__name__}.forward under vmap "
                 f"({type(err).__name__}: {err}); use trace=False"
             ) from err
+        drop_identity_ops(graph)
+        return graph
 
 
 MAX_TRACED_GRAPHS = 16  # input signatures kept per learner; each costs one trace
+
+_aten = torch.ops.aten
+# Ops that return a view of their first argument: writing through them writes the argument.
+_VIEW_OPS = {
+    _aten.view.default, _aten._unsafe_view.default, _aten.expand.default, _aten.reshape.default,
+    _aten.transpose.int, _aten.t.default, _aten.permute.default, _aten.squeeze.dim,
+    _aten.squeeze.dims, _aten.unsqueeze.default, _aten.slice.Tensor, _aten.select.int,
+    _aten.as_strided.default, _aten.alias.default,
+}
+_RESHAPES = {_aten.view.default, _aten._unsafe_view.default, _aten.expand.default, _aten.reshape.default}
+
+
+def _is_inplace(node: torch.fx.Node) -> bool:
+    target = node.target
+    return node.op == "call_function" and isinstance(target, torch._ops.OpOverload) and (
+        target._schema.name.endswith("_") or bool(target._schema.arguments and target._schema.arguments[0].is_write)
+    )
+
+
+def drop_identity_ops(graph: torch.fx.GraphModule) -> int:
+    """Remove ops that return their input unchanged (a reshape to the same shape and strides, ``x * 1``).
+
+    ``vmap`` leaves many of them in a trace; each one costs an autograd node in every inner
+    step and more in the second-order backward. Values are untouched. ``x * 1`` makes a copy,
+    so it stays when an in-place op later writes into that copy. Returns how many were removed.
+    """
+    nodes = list(graph.graph.nodes)
+    written = {n.args[0] for n in nodes if _is_inplace(n) and n.args and isinstance(n.args[0], torch.fx.Node)}
+
+    def written_through(node: torch.fx.Node) -> bool:
+        todo, seen = [node], set()
+        while todo:
+            current = todo.pop()
+            if current in written:
+                return True
+            seen.add(current)
+            todo += [u for u in current.users if u.target in _VIEW_OPS and u not in seen]
+        return False
+
+    removed = 0
+    for node in nodes:
+        if node.op != "call_function" or not node.args or not isinstance(node.args[0], torch.fx.Node):
+            continue
+        source, out = node.args[0].meta.get("val"), node.meta.get("val")
+        if not isinstance(source, Tensor) or not isinstance(out, Tensor):
+            continue
+        same = source.shape == out.shape and source.stride() == out.stride() and source.dtype == out.dtype
+        identity = same and (
+            node.target in _RESHAPES
+            or (node.target == _aten.mul.Scalar and node.args[1] == 1 and not written_through(node))
+        )
+        if identity:
+            node.replace_all_uses_with(node.args[0])
+            graph.graph.erase_node(node)
+            removed += 1
+    if removed:
+        graph.recompile()
+    return removed
 
 
 def _map_tensors(obj, fn: Callable[[Tensor], Tensor]):
@@ -425,6 +485,7 @@ __all__ = [
     "adapt_tasks",
     "check_inner_loop_args",
     "check_task_batch",
+    "drop_identity_ops",
     "expand_to_tasks",
     "fast_weight_totals",
     "masked_bce_loss",

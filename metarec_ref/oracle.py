@@ -2,7 +2,9 @@
 
 :class:`SyntheticOracle` knows the latent factors that generated a log
 (:class:`~metarec_ref.synthetic.SyntheticWorld`) and scores each task's events with the true
-preference of the task's user, at the task's time, in each event's scenario. It follows the
+preference of the task's user, at the task's time, in each event's scenario. For tasks that
+mix users (one task per new item), each event is scored with its own user, read from
+``x["user"]`` (encoders made with :meth:`~metarec_ref.data.Encoders.with_users`). It follows the
 evaluation protocol (``adapt`` / ``score``), so it sits in results tables next to the learners.
 
 Two scores, because the best ranking depends on the question:
@@ -44,7 +46,7 @@ class SyntheticOracle:
         self,
         world: SyntheticWorld | SyntheticLog,
         encoders: Encoders,
-        users: Sequence[int],
+        users: Sequence[int] | None,
         times: Sequence | pd.Series,
         *,
         include_popularity: bool = True,
@@ -53,15 +55,21 @@ class SyntheticOracle:
         if not isinstance(self.world, SyntheticWorld):
             raise ValueError(f"world must be a SyntheticWorld or SyntheticLog, got {type(world).__name__}")
         self.encoders = encoders
-        self.users = np.asarray(users, dtype=np.int64)
         self.times = np.asarray(pd.to_datetime(np.asarray(times)), dtype="datetime64[ns]")
-        if self.users.ndim != 1 or self.users.shape != self.times.shape:
+        # users=None: per-event users, read from x["user"] at scoring time (item tasks).
+        self.users = None if users is None else np.asarray(users, dtype=np.int64)
+        if self.users is not None and (self.users.ndim != 1 or self.users.shape != self.times.shape):
             raise ValueError(
                 f"users and times need one value per task; got shapes {self.users.shape} and {self.times.shape}"
             )
         n_users = self.world.user_vec.shape[0]
-        if len(self.users) and (self.users.min() < 0 or self.users.max() >= n_users):
+        if self.users is not None and len(self.users) and (self.users.min() < 0 or self.users.max() >= n_users):
             raise ValueError(f"users must be raw user ids of the synthetic log, in 0..{n_users - 1}")
+        self._user_of_code = None
+        if users is None:
+            if encoders.users is None:
+                raise ValueError("per-event users need encoders with users; use encoders.with_users(events)")
+            self._user_of_code = np.concatenate([[-1], np.asarray(encoders.users, dtype=np.int64)])
         self.include_popularity = include_popularity
         # Raw id of each code (code 0 -> -1): synthetic ids are ints.
         try:
@@ -90,10 +98,12 @@ class SyntheticOracle:
         at: the time of a task's preference, ``"query"`` (mean time of its real query events)
         or ``"cut"`` (its last support event, ``keys["cut_time"]``).
         """
-        if "user_id" not in tasks.keys.columns:
+        per_event = "user_id" not in tasks.keys.columns
+        if per_event and encoders.users is None:
             raise ValueError(
-                f"the oracle needs one user per task; tasks are grouped by {tasks.by} without 'user_id' "
-                "(item tasks mix users). Build user, (scenario, user) or (window, user) tasks"
+                f"the oracle needs a user per task or per event; tasks are grouped by {tasks.by} without "
+                "'user_id' (item tasks mix users): build the batch and the oracle with "
+                "encoders.with_users(events), or build user, (scenario, user) or (window, user) tasks"
             )
         if at not in ("query", "cut"):
             raise ValueError(f"at must be 'query' or 'cut', got {at!r}")
@@ -105,12 +115,12 @@ class SyntheticOracle:
             ns = pd.Series(real["timestamp"].to_numpy().astype("datetime64[ns]").astype(np.int64))
             mean = ns.groupby(real["task"].to_numpy()).mean().reindex(keys["task"].to_numpy()).to_numpy()
             times_ns = np.where(np.isnan(mean), cut_ns, np.nan_to_num(mean)).astype(np.int64)
-        return cls(world, encoders, keys["user_id"].to_numpy(), times_ns.astype("datetime64[ns]"),
-                   include_popularity=include_popularity)
+        users = None if per_event else keys["user_id"].to_numpy()
+        return cls(world, encoders, users, times_ns.astype("datetime64[ns]"), include_popularity=include_popularity)
 
     @property
     def num_tasks(self) -> int:
-        return len(self.users)
+        return len(self.times)
 
     def adapt(self, batch: TaskBatch) -> Tensor:
         """The oracle reads no support event; it only needs to know which tasks it scores."""
@@ -134,11 +144,17 @@ class SyntheticOracle:
         ids = state.numpy()
         items = self._item_of_code[codes]
         scenarios = self._scenario_of_code[x["scenario"].detach().cpu().numpy()]
-        users = np.broadcast_to(self.users[ids][:, None], codes.shape)
+        if self.users is None:
+            if "user" not in x:
+                raise ValueError("this oracle scores each event's own user: x needs 'user' codes")
+            users = self._user_of_code[x["user"].detach().cpu().numpy()]
+        else:
+            users = np.broadcast_to(self.users[ids][:, None], codes.shape)
+        known = (items >= 0) & (users >= 0)
+        users = np.where(users >= 0, users, 0)
         home = self.world.user_home[users]
         scenarios = np.where(scenarios < 0, home, scenarios)  # unknown scenario: the user's home
         tau = np.broadcast_to(self.world.tau(self.times[ids])[:, None], codes.shape)
-        known = items >= 0
         safe = np.where(known, items, 0)
         scores = self.world.affinity_at(users, safe, tau, scenarios)
         if self.include_popularity:

@@ -99,3 +99,25 @@ def test_clear_errors(setup):
     strings = validate_events(log.events.assign(item_id=lambda d: "i" + d["item_id"].astype(str)))
     with pytest.raises(ValueError, match="non-integer"):
         SyntheticOracle(log, Encoders.fit(strings), [0], ["2024-01-01"])
+
+
+def test_item_tasks_are_scored_with_each_events_own_user(setup):
+    log, events, encoders, _, _ = setup
+    with_users = encoders.with_users(events)
+    tasks = build_item_tasks(events, 3, 4, n_neg=1, negatives="popularity", seed=2)
+    batch = to_task_batch(tasks, with_users)
+    oracle = SyntheticOracle.for_tasks(log, tasks, with_users, include_popularity=False)
+    scores = oracle.score(oracle.adapt(batch), batch.query_x).numpy()
+    t, slot = 0, 0
+    code = {k: int(batch.query_x[k][t, slot]) for k in ("user", "item", "scenario")}
+    user = int(with_users.users[code["user"] - 1])
+    item = int(with_users.items[code["item"] - 1])
+    scenario = int(with_users.scenarios[code["scenario"] - 1])
+    tau = log.world.tau(oracle.times[[t]])
+    expected = log.world.affinity_at(np.array([user]), np.array([item]), tau, np.array([scenario]))
+    np.testing.assert_allclose(scores[t, slot], expected[0], rtol=1e-5)
+    assert (scores[~batch.query_mask.numpy()] == UNKNOWN_SCORE).all()
+    # The true preference separates buyers from popularity-drawn non-buyers of each new item.
+    assert float(per_task_metrics(oracle, batch)["auc"].nanmean()) > 0.6
+    with pytest.raises(ValueError, match="x needs 'user'"):
+        oracle.score(oracle.adapt(batch), {k: v for k, v in batch.query_x.items() if k != "user"})

@@ -92,3 +92,37 @@ def test_untraceable_forward_names_the_fix():
     expanded = functional.expand_to_tasks(adapted, batch.num_tasks)
     with pytest.raises(RuntimeError, match=r"DataDependent.forward.*use trace=False"):
         losses(expanded, batch.support_x, batch.support_y, batch.support_mask)
+
+
+def test_drop_identity_ops_keeps_a_copy_that_is_written_in_place():
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    aten = torch.ops.aten
+
+    def copy_then_write(x):
+        y = aten.mul.Scalar(x, 1)  # a copy: y.add_ must not reach x
+        y.add_(1.0)
+        return aten.view.default(y, list(y.shape)) * 2  # a same-shape view: removable
+
+    graph = make_fx(copy_then_write)(torch.zeros(3))
+    assert functional.drop_identity_ops(graph) == 1
+    targets = [n.target for n in graph.graph.nodes]
+    assert aten.mul.Scalar in targets and aten.view.default not in targets
+    x = torch.zeros(3)
+    torch.testing.assert_close(graph(x), torch.full((3,), 2.0))
+    assert (x == 0).all()
+
+
+def test_traced_graph_has_fewer_ops_than_the_raw_trace():
+    learner = MAML(tiny_model(), inner_steps=1, inner_lr=0.1, trace=True)
+    learner.meta_loss(make_batch(k=5, q=5))
+    (graph,) = learner._traced_graphs.values()
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    assert functional.drop_identity_ops(graph) == 0  # already pruned once
+    adapted, frozen = select_params(learner.model)
+    batch = make_batch(k=5, q=5)
+    raw = make_fx(BatchedTaskLoss(learner.model, masked_bce_loss, frozen)._losses)(
+        functional.expand_to_tasks({k: v.detach() for k, v in adapted.items()}, batch.num_tasks), frozen,
+        batch.support_x, batch.support_y, batch.support_mask)
+    assert len(graph.graph.nodes) < len(raw.graph.nodes)

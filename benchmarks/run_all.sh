@@ -14,6 +14,9 @@ run() {  # run NAME COMMAND...: print the output, keep the last line
 }
 run build_tasks_cpu "$PY" benchmarks/build_tasks.py
 run maml_step_cpu env PYTHONPATH=. "$PEERS" benchmarks/maml_step.py --threads 2 --repeats 20
+# The same with glibc keeping freed memory (no page faults on the large per-task tensors).
+run maml_step_cpu_malloc_tuned env PYTHONPATH=. MALLOC_MMAP_THRESHOLD_=268435456 MALLOC_TRIM_THRESHOLD_=1073741824 \
+    "$PEERS" benchmarks/maml_step.py --threads 2 --repeats 20
 if [ -f benchmarks/end_to_end.py ]; then
     run end_to_end_cpu "$PY" benchmarks/end_to_end.py
 fi

@@ -16,6 +16,10 @@ Two inner loops compute the same numbers:
   per-task ``grad`` and still works for any ``nn.Module`` that ``functional_call`` and
   ``vmap`` accept.
 
+With ``trace=True`` (:class:`BatchedTaskLoss`), the vmapped forward is recorded once per input
+signature as a graph of plain aten ops and replayed: the same numbers with fewer Python calls
+and autograd nodes per step, for modules whose ``forward`` depends only on its tensors.
+
 Frozen parameters (e.g. embedding tables when only the head adapts) are passed with
 ``in_dims=None``: every task reads the very same tensor, so nothing is copied per task.
 

@@ -46,7 +46,9 @@ _MODIFIERS = frozenset(
 )
 
 
-def _read_table(path: Path, **kwargs) -> pd.DataFrame:
+def read_table(path: Path | str, **kwargs) -> pd.DataFrame:
+    """Read a raw table by its extension: Parquet, JSON lines, Excel or CSV (``kwargs`` go to pandas)."""
+    path = Path(path)
     suffix = "".join(path.suffixes[-2:]).lower()
     if not path.exists():
         raise FileNotFoundError(f"no file at {path}")
@@ -68,7 +70,7 @@ def _read_table(path: Path, **kwargs) -> pd.DataFrame:
 def load_events(path: str | os.PathLike, columns: Mapping[str, str] | None = None,
                 **validate_kwargs) -> pd.DataFrame:
     """Read a CSV / Parquet / JSON-lines log, rename with ``columns`` and validate it."""
-    return validate_events(_read_table(Path(path)), columns, **validate_kwargs)
+    return validate_events(read_table(Path(path)), columns, **validate_kwargs)
 
 
 def product_noun(description: pd.Series) -> pd.Series:
@@ -153,7 +155,7 @@ def load_online_retail(path: str | os.PathLike | None = None, *, drop_non_produc
     read_kwargs = {}
     if file.suffix.lower() == ".csv":
         read_kwargs = {"dtype": {"InvoiceNo": str, "StockCode": str}}
-    return clean_online_retail(_read_table(file, **read_kwargs),
+    return clean_online_retail(read_table(file, **read_kwargs),
                                drop_non_products=drop_non_products, **validate_kwargs)
 
 
@@ -165,7 +167,7 @@ def _expect(raw: pd.DataFrame, names, source: str) -> None:
 
 def load_retailrocket(path: str | os.PathLike, **validate_kwargs) -> pd.DataFrame:
     """RetailRocket ``events.csv`` (timestamp ms, visitorid, event, itemid, transactionid)."""
-    raw = _read_table(Path(path))
+    raw = read_table(Path(path))
     _expect(raw, ("timestamp", "visitorid", "event", "itemid"), "RetailRocket events.csv")
     events = pd.DataFrame({
         "user_id": raw["visitorid"],
@@ -178,7 +180,7 @@ def load_retailrocket(path: str | os.PathLike, **validate_kwargs) -> pd.DataFram
 
 def load_taobao(path: str | os.PathLike, **validate_kwargs) -> pd.DataFrame:
     """Taobao ``UserBehavior.csv``: no header; user, item, category, behavior, unix seconds."""
-    raw = _read_table(Path(path), header=None)
+    raw = read_table(Path(path), header=None)
     if raw.shape[1] != 5:
         raise ValueError(
             f"Taobao UserBehavior.csv must have 5 columns (user, item, category, behavior, "
@@ -192,7 +194,7 @@ def load_taobao(path: str | os.PathLike, **validate_kwargs) -> pd.DataFrame:
 def load_amazon_reviews(path: str | os.PathLike, **validate_kwargs) -> pd.DataFrame:
     """Amazon reviews, JSON lines (``reviewerID``, ``asin``, ``overall``, ``unixReviewTime``)."""
     # Ids such as ASIN "0000031887" must stay strings (leading zeros).
-    raw = _read_table(Path(path), dtype={"reviewerID": str, "asin": str})
+    raw = read_table(Path(path), dtype={"reviewerID": str, "asin": str})
     _expect(raw, ("reviewerID", "asin", "overall", "unixReviewTime"), "Amazon reviews")
     events = pd.DataFrame({
         "user_id": raw["reviewerID"].astype(str),
@@ -212,7 +214,7 @@ def load_movielens(path: str | os.PathLike, **validate_kwargs) -> pd.DataFrame:
         raw = pd.read_csv(path, sep="::", engine="python", header=None,
                           names=["userId", "movieId", "rating", "timestamp"])
     else:
-        raw = _read_table(path)
+        raw = read_table(path)
     _expect(raw, ("userId", "movieId", "rating", "timestamp"), "MovieLens ratings")
     events = raw.rename(columns={"userId": "user_id", "movieId": "item_id"})
     return validate_events(events, timestamp_unit="s", **validate_kwargs)
@@ -232,4 +234,5 @@ __all__ = [
     "load_retailrocket",
     "load_taobao",
     "product_noun",
+    "read_table",
 ]

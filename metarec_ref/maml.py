@@ -13,6 +13,8 @@ of tensors passed to ``torch.func.functional_call``, so the wrapped module's par
 never mutated. ``batched=True`` adapts the whole meta-batch in one pass (parameters
 expanded to a ``(tasks, ...)`` dimension, ``vmap`` over the forward only, one gradient of
 the summed task losses); ``batched=False`` loops over tasks. Both give the same numbers.
+``trace=True`` replays a recorded graph of the batched forward instead of re-running ``vmap``
+at every step (faster, same numbers; see :class:`~metarec_ref.functional.BatchedTaskLoss`).
 Tasks of unequal size arrive padded with a mask, and every loss is a mask-weighted mean.
 """
 

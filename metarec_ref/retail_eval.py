@@ -37,7 +37,7 @@ from metarec_ref.data import Encoders
 from metarec_ref.evaluate import EvalTasks
 from metarec_ref.functional import masked_bce_loss
 from metarec_ref.item_item import ItemItemScorer, sampled_softmax_loss, with_support_items
-from metarec_ref.loaders import NON_PRODUCT_CODES, _read_table, clean_online_retail, find_online_retail
+from metarec_ref.loaders import NON_PRODUCT_CODES, clean_online_retail, find_online_retail, read_table
 from metarec_ref.maml import MAML, MetaSGD
 from metarec_ref.metrics import bootstrap_ci
 from metarec_ref.tasks import Tasks, ranking_targets, to_task_batch
@@ -76,7 +76,7 @@ def load_online_retail_with_report(path: str | os.PathLike | None = None,
     """:func:`~metarec_ref.loaders.load_online_retail` plus the cleaning report of :func:`online_retail_cleaning`."""
     file = find_online_retail(path)
     read_kwargs = {"dtype": {"InvoiceNo": str, "StockCode": str}} if file.suffix.lower() == ".csv" else {}
-    return online_retail_cleaning(_read_table(file, **read_kwargs), drop_non_products)
+    return online_retail_cleaning(read_table(file, **read_kwargs), drop_non_products)
 
 
 def session_eval_tasks(

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from metarec_ref.batch import FeatureSpec, TaskBatch
+from metarec_ref.batch import TaskBatch
 from metarec_ref.baselines import (
     FineTune,
     GlobalModel,
@@ -20,53 +20,7 @@ from metarec_ref.baselines import (
 from metarec_ref.functional import masked_bce_loss as masked_bce
 from metarec_ref.metrics import per_task_auc
 from metarec_ref.models import MLP, MeLU, build_model
-
-SPEC = FeatureSpec(n_items=40, n_categories=4, n_scenarios=3, n_dense=2)
-
-
-def toy_world(spec=SPEC, seed=0, dim=4):
-    """Latent item vectors, categories, dense features and per-scenario user centres."""
-    g = torch.Generator().manual_seed(seed)
-    item_vec = torch.randn(spec.n_items, dim, generator=g)
-    category = torch.arange(spec.n_items) % spec.n_categories
-    dense = torch.randn(spec.n_items, spec.n_dense, generator=g)
-    popularity = torch.randn(spec.n_items, generator=g)
-    centres = torch.randn(spec.n_scenarios, dim, generator=g)
-    return {"item_vec": item_vec, "category": category, "dense": dense, "pop": popularity, "centres": centres}
-
-
-def toy_tasks(n_tasks, k=8, q=12, seed=1, spec=SPEC, world=None, user_noise=1.0):
-    """Binary-feedback tasks: user taste = scenario centre + personal noise; some padding."""
-    world = world or toy_world(spec)
-    g = torch.Generator().manual_seed(seed)
-    scenario = torch.randint(0, spec.n_scenarios, (n_tasks,), generator=g)
-    taste = world["centres"][scenario] + user_noise * torch.randn(n_tasks, world["item_vec"].shape[1], generator=g)
-    items = torch.randint(0, spec.n_items, (n_tasks, k + q), generator=g)
-    affinity = (taste[:, None, :] * world["item_vec"][items]).sum(-1) + world["pop"][items]
-    y = (torch.rand(n_tasks, k + q, generator=g) < torch.sigmoid(2 * affinity)).float()
-    x = {
-        "item": items,
-        "category": world["category"][items],
-        "scenario": scenario[:, None].expand(n_tasks, k + q).clone(),
-        "dense": world["dense"][items],
-    }
-    mask = torch.ones(n_tasks, k + q, dtype=torch.bool)
-    mask[::3, k - 2 : k] = False  # ragged support sets, as the data layer pads them
-    split = lambda t: (t[:, :k], t[:, k:])  # noqa: E731
-    sx, qx = {n: split(v)[0] for n, v in x.items()}, {n: split(v)[1] for n, v in x.items()}
-    return TaskBatch(sx, y[:, :k], mask[:, :k], qx, y[:, k:], mask[:, k:], task_ids=torch.arange(n_tasks))
-
-
-def catalog_features(world, scenario):
-    """Every item scored for every task: leaves (tasks, n_items, ...)."""
-    n = world["item_vec"].shape[0]
-    t = scenario.shape[0]
-    return {
-        "item": torch.arange(n).expand(t, n),
-        "category": world["category"].expand(t, n),
-        "scenario": scenario[:, None].expand(t, n),
-        "dense": world["dense"].expand(t, n, world["dense"].shape[1]),
-    }
+from tests.unit.helpers import SPEC, catalog_features, toy_tasks, toy_world
 
 
 def mean_auc(method, batch):

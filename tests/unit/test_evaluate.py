@@ -14,7 +14,7 @@ from metarec_ref.evaluate import RESULT_COLUMNS, EvalTasks, evaluate, inner_step
 from metarec_ref.maml import MAML  # noqa: E402
 from metarec_ref.models import MLP  # noqa: E402
 from metarec_ref.plotting import plot_history, plot_metric_vs_inner_steps, plot_metric_vs_k  # noqa: E402
-from tests.unit.test_baselines import SPEC, catalog_features, toy_tasks, toy_world  # noqa: E402
+from tests.unit.helpers import SPEC, catalog_features, toy_tasks, toy_world  # noqa: E402
 
 
 def ranking_tasks(batch, world):

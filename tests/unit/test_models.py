@@ -6,22 +6,10 @@ from torch.func import functional_call, grad, vmap
 
 from metarec_ref.batch import FeatureSpec
 from metarec_ref.models import MLP, EventEncoder, MeLU, WideAndDeep, XDeepFM, build_model
-
-SPEC = FeatureSpec(n_items=30, n_categories=5, n_scenarios=3, n_dense=2)
-NAMES = ["mlp", "wide_deep", "xdeepfm", "melu"]
+from tests.unit.helpers import MODELS_SPEC, NAMES, features
 
 
-def features(lead, spec=SPEC, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return {
-        "item": torch.randint(0, spec.n_items, lead, generator=g),
-        "category": torch.randint(0, spec.n_categories, lead, generator=g),
-        "scenario": torch.randint(0, spec.n_scenarios, lead, generator=g),
-        "dense": torch.randn(*lead, spec.n_dense, generator=g),
-    }
-
-
-def small(name, spec=SPEC):
+def small(name, spec=MODELS_SPEC):
     torch.manual_seed(0)
     return build_model(name, spec, hidden=(16, 8), emb_dim=4)
 
@@ -112,11 +100,11 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="n_dense=2"):
         model(x)
     with pytest.raises(ValueError, match="unknown model"):
-        build_model("bert", SPEC)
+        build_model("bert", MODELS_SPEC)
 
 
 def test_melu_adapts_decision_layers_only():
-    model = MeLU(SPEC, emb_dim=4, hidden=(8, 8))
+    model = MeLU(MODELS_SPEC, emb_dim=4, hidden=(8, 8))
     adapted = [n for n, _ in model.named_parameters() if MeLU.adapted_parameter(n)]
     assert adapted and all(n.startswith(("decision.", "head.")) for n in adapted)
     assert not any(n.startswith("embeddings.") for n in adapted)
@@ -166,6 +154,6 @@ def test_wide_part_memorises_item_scenario_cross():
 
 def test_event_encoder_embeds_with_leading_shape():
     torch.manual_seed(0)
-    encoder = EventEncoder(SPEC, hidden=(8,), out_dim=5, emb_dim=4)
+    encoder = EventEncoder(MODELS_SPEC, hidden=(8,), out_dim=5, emb_dim=4)
     assert encoder(features((7,))).shape == (7, 5)
     assert encoder(features((2, 3))).shape == (2, 3, 5)

@@ -11,7 +11,7 @@ from metarec_ref.maml import MAML
 from metarec_ref.metrics import per_task_auc, per_task_hit_rate, per_task_ndcg
 from metarec_ref.models import build_model
 from metarec_ref.train import MetaTrainConfig, MetaTrainer
-from tests.unit.test_baselines import SPEC, toy_tasks, toy_world
+from tests.unit.helpers import SPEC, toy_tasks, toy_world
 
 pytestmark = [
     pytest.mark.gpu,

@@ -12,27 +12,7 @@ from metarec_ref.loaders import (
     load_online_retail,
     product_noun,
 )
-
-
-def raw_rows() -> pd.DataFrame:
-    rows = [
-        ("536365", "85123A", "WHITE HANGING HEART T-LIGHT HOLDER", 6, "2010-12-01 08:26", 2.55, 17850.0, "United Kingdom"),
-        ("536365", "71053", "WHITE METAL LANTERN", 6, "2010-12-01 08:26", 3.39, 17850.0, "United Kingdom"),
-        ("536365", "71053", "WHITE METAL LANTERN", 6, "2010-12-01 08:26", 3.39, 17850.0, "United Kingdom"),
-        ("C536379", "D", "Discount", -1, "2010-12-01 09:41", 27.5, 14527.0, "United Kingdom"),
-        ("C536383", "35004C", "SET OF 3 COLOURED  FLYING DUCKS", -1, "2010-12-01 09:49", 4.65, 15311.0, "United Kingdom"),
-        ("536414", "22139", "nan", 56, "2010-12-01 11:52", 0.0, None, "United Kingdom"),
-        ("536370", "22728", "ALARM CLOCK BAKELIKE PINK", 24, "2010-12-01 08:45", 3.75, 12583.0, "France"),
-        ("536370", "POST", "POSTAGE", 3, "2010-12-01 08:45", 18.0, 12583.0, "France"),
-        ("536371", "22086", "nan", 80, "2010-12-01 09:00", 2.55, 13748.0, "United Kingdom"),
-        ("536372", "22632", "HAND WARMER RED POLKA DOT", 0, "2010-12-01 09:01", 1.85, 17850.0, "United Kingdom"),
-        ("536373", "21730", "GLASS STAR FROSTED T-LIGHT HOLDER", 6, "2010-12-01 09:02", 4.25, 17850.0, "United Kingdom"),
-    ]
-    cols = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice",
-            "CustomerID", "Country"]
-    df = pd.DataFrame(rows, columns=cols)
-    df["InvoiceDate"] = pd.to_datetime(df["InvoiceDate"])
-    return df
+from tests.unit.helpers import raw_rows
 
 
 def clean(raw, **kwargs):

@@ -33,7 +33,7 @@ from metarec_ref.retail_eval import (
 )
 from metarec_ref.sessions import build_basket_tasks, build_next_session_tasks
 from metarec_ref.synthetic import generate
-from tests.unit.test_online_retail import raw_rows
+from tests.unit.helpers import raw_rows
 
 
 def test_cleaning_report_counts_each_rule_once_in_order():

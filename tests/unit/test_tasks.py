@@ -19,17 +19,9 @@ from metarec_ref.tasks import (
     sample_negatives,
     to_task_batch,
 )
+from tests.unit.helpers import T0, make_log, small_log
 
-T0 = pd.Timestamp("2024-01-01")
 FAST = settings(max_examples=40, deadline=None)
-
-
-def make_log(rows) -> pd.DataFrame:
-    """rows: (user, item, minute, scenario) -> a validated log (ties in time are frequent)."""
-    df = pd.DataFrame(rows, columns=["user_id", "item_id", "minute", "scenario"])
-    df["timestamp"] = T0 + pd.to_timedelta(df.pop("minute"), unit="min")
-    return validate_events(df, min_users=1, drop_duplicates=False)
-
 
 random_logs = st.lists(
     st.tuples(st.integers(0, 7), st.integers(0, 11), st.integers(0, 60), st.integers(0, 2)),
@@ -107,12 +99,6 @@ def test_same_seed_same_tasks(log, seed, split):
     b = build_user_tasks(log, 2, 3, n_neg=n_neg, split=split, seed=seed)
     pd.testing.assert_frame_equal(a.events, b.events)
     pd.testing.assert_frame_equal(a.keys, b.keys)
-
-
-def small_log() -> pd.DataFrame:
-    rows = [(0, i, i, 0) for i in range(6)] + [(1, i, 10 + i, 1) for i in range(3)]
-    rows += [(2, 5, 0, 0), (2, 6, 1, 0), (2, 7, 1, 0), (2, 8, 1, 0), (2, 9, 2, 0)]
-    return make_log(rows)
 
 
 def test_support_is_first_k_and_query_next_q():

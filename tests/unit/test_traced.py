@@ -9,7 +9,7 @@ from torch import nn
 from metarec_ref import functional
 from metarec_ref.functional import BatchedTaskLoss, masked_bce_loss, select_params
 from metarec_ref.maml import FOMAML, MAML, MetaSGD, Reptile
-from tests.unit.test_maml import EmbeddingModel, flat, make_batch, make_dict_batch, meta_grad, tiny_model
+from tests.unit.helpers import EmbeddingModel, flat, make_batch, make_dict_batch, meta_grad, tiny_model
 
 
 @pytest.mark.parametrize("cls", [MAML, FOMAML, MetaSGD])

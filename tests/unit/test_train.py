@@ -19,7 +19,7 @@ from metarec_ref.train import (
     build_learner,
     validation_metrics,
 )
-from tests.unit.test_baselines import SPEC, toy_tasks, toy_world
+from tests.unit.helpers import SPEC, toy_tasks, toy_world
 
 
 @pytest.fixture(scope="module")

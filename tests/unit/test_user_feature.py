@@ -12,8 +12,7 @@ from metarec_ref.evaluate import per_task_metrics
 from metarec_ref.maml import MAML
 from metarec_ref.models import EventEncoder, build_model
 from metarec_ref.tasks import build_item_tasks, build_user_tasks, ranking_targets, to_task_batch
-from tests.unit.test_models import NAMES, features
-from tests.unit.test_tasks import small_log
+from tests.unit.helpers import NAMES, features, small_log
 
 SPEC = FeatureSpec(n_items=30, n_categories=5, n_scenarios=3, n_dense=2, n_users=12)
 

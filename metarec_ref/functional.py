@@ -318,12 +318,16 @@ def drop_identity_ops(graph: torch.fx.GraphModule) -> int:
 
     ``vmap`` leaves many of them in a trace; each one costs an autograd node in every inner
     step and more in the second-order backward. Values are untouched. ``x * 1`` makes a copy,
-    so it stays when an in-place op later writes into that copy. Returns how many were removed.
+    so it stays when an in-place op writes into that copy or into ``x`` (through any view).
+    Returns how many were removed.
     """
     nodes = list(graph.graph.nodes)
     written = {n.args[0] for n in nodes if _is_inplace(n) and n.args and isinstance(n.args[0], torch.fx.Node)}
 
     def written_through(node: torch.fx.Node) -> bool:
+        """True when an in-place op writes ``node``'s memory, through any view of it or of its base."""
+        while node.target in _VIEW_OPS and isinstance(node.args[0], torch.fx.Node):
+            node = node.args[0]
         todo, seen = [node], set()
         while todo:
             current = todo.pop()
@@ -343,7 +347,8 @@ def drop_identity_ops(graph: torch.fx.GraphModule) -> int:
         same = source.shape == out.shape and source.stride() == out.stride() and source.dtype == out.dtype
         identity = same and (
             node.target in _RESHAPES
-            or (node.target == _aten.mul.Scalar and node.args[1] == 1 and not written_through(node))
+            or (node.target == _aten.mul.Scalar and node.args[1] == 1
+                and not written_through(node) and not written_through(node.args[0]))
         )
         if identity:
             node.replace_all_uses_with(node.args[0])

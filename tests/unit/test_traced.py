@@ -113,6 +113,23 @@ def test_drop_identity_ops_keeps_a_copy_that_is_written_in_place():
     assert (x == 0).all()
 
 
+def test_drop_identity_ops_keeps_a_copy_whose_source_is_written_later():
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    aten = torch.ops.aten
+
+    def copy_then_write_source(a):
+        x = a + 0.0
+        y = aten.mul.Scalar(x, 1)  # the value of x before the write below
+        aten.view.default(x, list(x.shape)).add_(5.0)  # writes x through a view
+        return y + x
+
+    graph = make_fx(copy_then_write_source)(torch.zeros(3))
+    assert functional.drop_identity_ops(graph) == 1  # the same-shape view, not the copy
+    assert aten.mul.Scalar in [n.target for n in graph.graph.nodes]
+    torch.testing.assert_close(graph(torch.ones(3)), torch.full((3,), 7.0))
+
+
 def test_traced_graph_has_fewer_ops_than_the_raw_trace():
     learner = MAML(tiny_model(), inner_steps=1, inner_lr=0.1, trace=True)
     learner.meta_loss(make_batch(k=5, q=5))

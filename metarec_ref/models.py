@@ -19,7 +19,6 @@ from torch import Tensor, nn
 
 from metarec_ref.batch import Features, FeatureSpec
 
-FEATURE_KEYS = ("item", "category", "scenario", "dense")
 SPARSE_KEYS = ("item", "category", "scenario")
 
 

@@ -89,6 +89,12 @@ class FieldEmbeddings(nn.Module):
         if self.user is not None:
             nn.init.normal_(self.user.weight, std=0.05)
         self.n_fields = len(sparse_keys(spec))
+        # Width of concat(): every field's embedding side by side, then the dense features.
+        self.concat_dim = self.n_fields * emb_dim + spec.n_dense
+
+    def concat(self, flat: dict[str, Tensor]) -> Tensor:
+        """``(events, concat_dim)``: the field embeddings flattened, then the dense features."""
+        return torch.cat([self(flat).flatten(1), flat["dense"]], dim=1)
 
     def forward(self, flat: dict[str, Tensor]) -> Tensor:
         fields = [self.item(flat["item"]), self.category(flat["category"]), self.scenario(flat["scenario"])]
@@ -121,7 +127,7 @@ class MLP(nn.Module):
         if spec is not None:
             _check_spec(spec)
             self.embeddings = FieldEmbeddings(spec, emb_dim)
-            in_dim = self.embeddings.n_fields * emb_dim + spec.n_dense
+            in_dim = self.embeddings.concat_dim
         elif in_dim < 1:
             raise ValueError(f"in_dim must be >= 1, got {in_dim}")
         self.in_dim = in_dim
@@ -137,7 +143,7 @@ class MLP(nn.Module):
             h = x.reshape(-1, self.in_dim)
         else:
             flat, lead = flatten_features(x, self.spec)
-            h = torch.cat([self.embeddings(flat).flatten(1), flat["dense"]], dim=1)
+            h = self.embeddings.concat(flat)
         return self.head(self.body(h)).reshape(lead)
 
 
@@ -178,7 +184,7 @@ class WideAndDeep(nn.Module):
         self.wide_dense = nn.Linear(spec.n_dense, 1) if spec.n_dense else None
         # Deep part.
         self.embeddings = FieldEmbeddings(spec, emb_dim)
-        deep_in = self.embeddings.n_fields * emb_dim + spec.n_dense
+        deep_in = self.embeddings.concat_dim
         self.deep = mlp_layers(deep_in, hidden)
         self.head = nn.Linear(hidden[-1] if hidden else deep_in, 1)
 
@@ -211,7 +217,7 @@ class WideAndDeep(nn.Module):
 
     def forward(self, x: Features) -> Tensor:
         flat, lead = flatten_features(x, self.spec)
-        deep_in = torch.cat([self.embeddings(flat).flatten(1), flat["dense"]], dim=1)
+        deep_in = self.embeddings.concat(flat)
         logit = self.wide(flat) + self.head(self.deep(deep_in)).squeeze(-1)
         return logit.reshape(lead)
 
@@ -305,7 +311,7 @@ class MeLU(nn.Module):
         _check_spec(spec)
         self.spec = spec
         self.embeddings = FieldEmbeddings(spec, emb_dim)
-        in_dim = self.embeddings.n_fields * emb_dim + spec.n_dense
+        in_dim = self.embeddings.concat_dim
         self.decision = mlp_layers(in_dim, hidden)
         self.head = nn.Linear(hidden[-1] if hidden else in_dim, 1)
 
@@ -316,7 +322,7 @@ class MeLU(nn.Module):
 
     def forward(self, x: Features) -> Tensor:
         flat, lead = flatten_features(x, self.spec)
-        h = torch.cat([self.embeddings(flat).flatten(1), flat["dense"]], dim=1)
+        h = self.embeddings.concat(flat)
         return self.head(self.decision(h)).reshape(lead)
 
 
@@ -332,14 +338,14 @@ class EventEncoder(nn.Module):
         _check_spec(spec)
         self.spec = spec
         self.embeddings = FieldEmbeddings(spec, emb_dim)
-        in_dim = self.embeddings.n_fields * emb_dim + spec.n_dense
+        in_dim = self.embeddings.concat_dim
         self.body = mlp_layers(in_dim, hidden)
         self.out = nn.Linear(hidden[-1] if hidden else in_dim, out_dim)
         self.out_dim = out_dim
 
     def forward(self, x: Features) -> Tensor:
         flat, lead = flatten_features(x, self.spec)
-        h = torch.cat([self.embeddings(flat).flatten(1), flat["dense"]], dim=1)
+        h = self.embeddings.concat(flat)
         return self.out(self.body(h)).reshape(*lead, self.out_dim)
 
 

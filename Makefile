@@ -22,7 +22,7 @@ venv: $(STAMP)
 # Chapters whose data is absent (see data/README.md) keep their committed outputs.
 book: $(STAMP)
 	mkdir -p _build
-	$(BIN)/python -c "import sys; from metarec_ref.nb import book_config; sys.stdout.write(book_config())" \
+	$(BIN)/python -c "import sys; from metarec_ref.runtime import book_config; sys.stdout.write(book_config())" \
 		> _build/_config_book.yml
 	METAREC_QUIET=1 $(JB) build . --path-output . --config _build/_config_book.yml --toc _toc.yml
 

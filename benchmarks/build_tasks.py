@@ -13,9 +13,9 @@ import resource
 import time
 
 from metarec_ref.data import Encoders, validate_events
-from metarec_ref.protocol import temporal_cold_start_split
-from metarec_ref.synthetic import SyntheticConfig, generate
-from metarec_ref.tasks import build_user_tasks, ranking_targets, to_task_batch
+from metarec_ref.data import temporal_cold_start_split
+from metarec_ref.data import SyntheticConfig, generate
+from metarec_ref.data import build_user_tasks, ranking_targets, to_task_batch
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 Stages: generate -> validate -> temporal cold-start split -> encoders -> tasks (train, validation
 and the test users' cold-start cells) -> tensors -> meta-train a fixed number of meta-steps with
-``torchrun --nproc_per_node=R -m metarec_ref.distributed`` for each R in ``--ranks`` -> evaluate the
+``torchrun --nproc_per_node=R -m metarec_ref.train.distributed`` for each R in ``--ranks`` -> evaluate the
 cold-start cells (full ranking over every item) with the meta-parameters of each run.
 
 Run: ``python benchmarks/end_to_end.py [--interactions 1000000] [--ranks 1 2] [--meta-steps 400]``.
@@ -29,13 +29,13 @@ import warnings
 import torch
 
 from metarec_ref.data import Encoders, validate_events
-from metarec_ref.distributed import DistributedRunConfig, free_port, save_tasks
-from metarec_ref.evaluate import cold_start_eval_tasks, evaluate
-from metarec_ref.maml import InnerLoopConfig
+from metarec_ref.train import DistributedRunConfig, free_port, save_tasks
+from metarec_ref.eval import cold_start_eval_tasks, evaluate
+from metarec_ref.meta import InnerLoopConfig
 from metarec_ref.models import build_model
-from metarec_ref.protocol import temporal_cold_start_split
-from metarec_ref.synthetic import SyntheticConfig, generate
-from metarec_ref.tasks import build_user_tasks, to_task_batch
+from metarec_ref.data import temporal_cold_start_split
+from metarec_ref.data import SyntheticConfig, generate
+from metarec_ref.data import build_user_tasks, to_task_batch
 from metarec_ref.train import build_learner
 
 CELLS = ("new_user_existing_item", "new_user_new_item")
@@ -96,7 +96,7 @@ def launch(ranks: int, config: DistributedRunConfig, workdir: str) -> dict:
         json.dump(config.__dict__, f)
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", f"--nproc_per_node={ranks}",
                "--master_addr=127.0.0.1", f"--master_port={free_port()}",
-               "-m", "metarec_ref.distributed", "--config", path]
+               "-m", "metarec_ref.train.distributed", "--config", path]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo", "METAREC_QUIET": "1"}
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode != 0:

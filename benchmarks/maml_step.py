@@ -28,8 +28,8 @@ import torch
 from torch import nn
 
 from metarec_ref.batch import TaskBatch
-from metarec_ref.functional import masked_bce_loss
-from metarec_ref.maml import MAML
+from metarec_ref.meta import masked_bce_loss
+from metarec_ref.meta import MAML
 
 
 class MLP(nn.Module):

@@ -11,7 +11,7 @@ and its per-task values are averaged over seeds before the paired bootstrap. Pri
 the last line is one JSON object.
 
 Tasks, tuned baselines, the scorer's training and the result table come from
-:mod:`metarec_ref.retail_eval` (the library behind the Online Retail chapter); this script adds
+:mod:`metarec_ref.recipes.online_retail` (the library behind the Online Retail chapter); this script adds
 the choice of the meta-learner's configuration on validation customers.
 """
 
@@ -25,20 +25,28 @@ from dataclasses import replace
 import pandas as pd
 import torch
 
-from metarec_ref.classical import EASE, ItemKNN, cooccurrence
-from metarec_ref.compare import paired_bootstrap
+from metarec_ref.eval import EASE, ItemKNN, cooccurrence
+from metarec_ref.eval import paired_bootstrap
 from metarec_ref.data import Encoders, validate_events
-from metarec_ref.evaluate import per_task_metrics
-from metarec_ref.item_item import holdout_users
-from metarec_ref.loaders import load_online_retail
-from metarec_ref.protocol import temporal_cold_start_split
-from metarec_ref.retail_eval import (
-    ClassicalBaselines, ClassicalGrid, ItemItemConfig, ItemItemInputs, item_item_training_batch,
-    meta_train_item_item, ranking_table, session_eval_tasks, stack_seeds, with_item_item_features,
+from metarec_ref.eval import per_task_metrics
+from metarec_ref.models import holdout_users
+from metarec_ref.data import load_online_retail
+from metarec_ref.data import temporal_cold_start_split
+from metarec_ref.recipes import (
+    ClassicalBaselines,
+    ClassicalGrid,
+    ItemItemConfig,
+    ItemItemInputs,
+    item_item_training_batch,
+    meta_train_item_item,
+    ranking_table,
+    session_eval_tasks,
+    stack_seeds,
+    with_item_item_features,
 )
-from metarec_ref.sessions import build_basket_tasks, build_next_session_tasks
-from metarec_ref.synthetic import generate
-from metarec_ref.tasks import build_user_tasks
+from metarec_ref.data import build_basket_tasks, build_next_session_tasks
+from metarec_ref.data import generate
+from metarec_ref.data import build_user_tasks
 
 METRIC = "ndcg@10"
 N_QUERY = 10
@@ -62,7 +70,7 @@ def per_task(method, tasks, chunk_size=64):
 
 
 def train_meta(config, seed, train_batch, sims, popularity, item_category, val, base):
-    """One entry of CONFIGS meta-trained with :func:`~metarec_ref.retail_eval.meta_train_item_item`."""
+    """One entry of CONFIGS meta-trained with :func:`~metarec_ref.recipes.online_retail.meta_train_item_item`."""
     algorithm, loss, hidden, matrices = config
     inputs = ItemItemInputs(*sims[matrices], popularity=popularity, item_category=item_category)
     return meta_train_item_item(inputs, train_batch, val, replace(base, algorithm=algorithm, loss=loss, hidden=hidden),

@@ -8,6 +8,8 @@ from typing import Union
 import torch
 from torch import Tensor
 
+UNKNOWN = 0  # reserved code for unseen ids and padding, in every vocabulary
+
 # A model input: one tensor, or a dict of tensors sharing leading dimensions.
 Features = Union[Tensor, dict[str, Tensor]]
 
@@ -90,4 +92,4 @@ class TaskBatch:
         return self.num_tasks
 
 
-__all__ = ["Features", "FeatureSpec", "TaskBatch", "map_features"]
+__all__ = ["UNKNOWN", "Features", "FeatureSpec", "TaskBatch", "map_features"]

@@ -15,7 +15,7 @@ def _missing_data_reason(notebook: Path) -> str | None:
     meta = json.loads(notebook.read_text()).get("metadata", {}).get("metarec", {})
     if "online_retail" not in meta.get("requires_data", []):
         return None
-    from metarec_ref.loaders import find_online_retail
+    from metarec_ref.data import find_online_retail
 
     try:
         find_online_retail()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from metarec_ref.compare import VERDICTS
-from metarec_ref.loaders import find_online_retail
+from metarec_ref.eval import VERDICTS
+from metarec_ref.data import find_online_retail
 from tests.notebooks.harness import run_notebook
 
 

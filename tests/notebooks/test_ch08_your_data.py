@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from metarec_ref.synthetic import generate
+from metarec_ref.data import generate
 from tests.notebooks.harness import run_notebook
 
 

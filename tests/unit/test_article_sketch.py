@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from metarec_ref.article_sketch import (
+from metarec_ref.book import (
     ArticleMAML,
     DeepCopyPatch,
     ShallowCopyPatch,
@@ -15,7 +15,7 @@ from metarec_ref.article_sketch import (
     parameter_grads,
     snapshot,
 )
-from metarec_ref.gradcheck import check_meta_gradient
+from metarec_ref.meta import check_meta_gradient
 
 
 def tiny_model() -> nn.Module:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from metarec_ref.batch import TaskBatch
-from metarec_ref.baselines import (
+from metarec_ref.eval import (
     FineTune,
     GlobalModel,
     ItemMean,
@@ -17,8 +17,8 @@ from metarec_ref.baselines import (
     train_supervised,
     tune_fine_tuning,
 )
-from metarec_ref.functional import masked_bce_loss as masked_bce
-from metarec_ref.metrics import per_task_auc
+from metarec_ref.meta import masked_bce_loss as masked_bce
+from metarec_ref.eval import per_task_auc
 from metarec_ref.models import MLP, MeLU, build_model
 from tests.unit.helpers import SPEC, catalog_features, toy_tasks, toy_world
 
@@ -120,7 +120,7 @@ def test_fine_tune_adapts_only_the_filtered_parameters(data):
 
 
 def test_fine_tune_with_the_budget_of_maml(data, trained):
-    from metarec_ref.maml import MAML
+    from metarec_ref.meta import MAML
 
     _, _, val = data
     model, _, _ = trained

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from metarec_ref.batch import TaskBatch
-from metarec_ref.classical import (
+from metarec_ref.eval import (
     EASE,
     ItemKNN,
     RecentPopularity,
@@ -16,7 +16,7 @@ from metarec_ref.classical import (
     tune_hyperparameter,
 )
 from metarec_ref.data import Encoders
-from metarec_ref.evaluate import EvalTasks, evaluate
+from metarec_ref.eval import EvalTasks, evaluate
 
 # Users 0..2 over item codes 1..3 (code 0 = unknown): u0 {1, 2}, u1 {1, 3}, u2 {3} (bought twice).
 USERS = [0, 0, 1, 1, 2, 2]

@@ -6,14 +6,8 @@ import pytest
 import torch
 
 from metarec_ref.batch import TaskBatch
-from metarec_ref.compare import (
-    aggregate_seeds,
-    compare_to_best,
-    paired_bootstrap,
-    paired_comparison,
-    verdict,
-)
-from metarec_ref.evaluate import EvalTasks
+from metarec_ref.eval import aggregate_seeds, compare_to_best, paired_bootstrap, paired_comparison, verdict
+from metarec_ref.eval import EvalTasks
 
 
 def test_verdict_reads_the_ci():

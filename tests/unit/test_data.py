@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from metarec_ref.batch import FeatureSpec
-from metarec_ref.data import UNKNOWN, Encoders, validate_events
+from metarec_ref.batch import UNKNOWN
+from metarec_ref.data import Encoders, validate_events
 
 
 def shop_log() -> pd.DataFrame:

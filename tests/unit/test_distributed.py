@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from metarec_ref.batch import FeatureSpec, TaskBatch
-from metarec_ref.distributed import (
+from metarec_ref.train.distributed import main
+from metarec_ref.train import (
     AllReduceOptimizer,
     DistributedContext,
     DistributedMetaTrainer,
@@ -19,13 +20,12 @@ from metarec_ref.distributed import (
     init_distributed,
     load_tasks,
     local_env,
-    main,
     run_local,
     save_tasks,
     shard,
     shutdown_distributed,
 )
-from metarec_ref.maml import MAML, Reptile
+from metarec_ref.meta import MAML, Reptile
 from metarec_ref.models import MLP
 from metarec_ref.train import MetaTrainConfig, MetaTrainer
 
@@ -225,7 +225,7 @@ def test_torchrun_two_ranks_on_loopback(tmp_path):
         env.pop(name, None)
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
                f"--master_addr={env['MASTER_ADDR']}", f"--master_port={env['MASTER_PORT']}",
-               "-m", "metarec_ref.distributed", "--config", str(config)]
+               "-m", "metarec_ref.train.distributed", "--config", str(config)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads(result.read_text())

@@ -9,11 +9,11 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from metarec_ref.baselines import FineTune, GlobalModel, Popularity, UserMean  # noqa: E402
-from metarec_ref.evaluate import RESULT_COLUMNS, EvalTasks, evaluate, inner_steps_curve, per_task_metrics  # noqa: E402
-from metarec_ref.maml import MAML  # noqa: E402
-from metarec_ref.models import MLP  # noqa: E402
-from metarec_ref.plotting import plot_history, plot_metric_vs_inner_steps, plot_metric_vs_k  # noqa: E402
+from metarec_ref.eval import FineTune, GlobalModel, Popularity, UserMean
+from metarec_ref.eval import RESULT_COLUMNS, EvalTasks, evaluate, inner_steps_curve, per_task_metrics
+from metarec_ref.meta import MAML
+from metarec_ref.models import MLP
+from metarec_ref.book import plot_history, plot_metric_vs_inner_steps, plot_metric_vs_k
 from tests.unit.helpers import SPEC, catalog_features, toy_tasks, toy_world  # noqa: E402
 
 
@@ -139,10 +139,10 @@ def test_inner_steps_curve_and_plots(setup):
 def test_end_to_end_with_the_data_layer():
     """Synthetic log -> temporal split -> tasks -> meta-training -> full-ranking evaluation."""
     from metarec_ref.data import Encoders, validate_events
-    from metarec_ref.evaluate import cold_start_eval_tasks
-    from metarec_ref.protocol import temporal_cold_start_split
-    from metarec_ref.synthetic import generate
-    from metarec_ref.tasks import build_user_tasks, to_task_batch
+    from metarec_ref.eval import cold_start_eval_tasks
+    from metarec_ref.data import temporal_cold_start_split
+    from metarec_ref.data import generate
+    from metarec_ref.data import build_user_tasks, to_task_batch
     from metarec_ref.train import MetaTrainConfig, MetaTrainer
 
     events = validate_events(generate(n_users=300, n_items=200, n_interactions=8000, seed=0).events)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from metarec_ref.data import validate_events
-from metarec_ref.experiment import BASELINES, ColdStartConfig, run_cold_start
-from metarec_ref.synthetic import generate
+from metarec_ref.recipes import BASELINES, ColdStartConfig, run_cold_start
+from metarec_ref.data import generate
 
 
 @pytest.fixture(scope="module")

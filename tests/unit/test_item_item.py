@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from metarec_ref.batch import TaskBatch
-from metarec_ref.classical import ItemKNN, RecentPopularity, cooccurrence
+from metarec_ref.eval import ItemKNN, RecentPopularity, cooccurrence
 from metarec_ref.data import Encoders, validate_events
-from metarec_ref.evaluate import EvalTasks, per_task_metrics
-from metarec_ref.item_item import (
+from metarec_ref.eval import EvalTasks, per_task_metrics
+from metarec_ref.models import (
     FEATURE_NAMES,
     SUPPORT_ITEMS,
     ItemItemScorer,
@@ -17,10 +17,10 @@ from metarec_ref.item_item import (
     support_item_codes,
     with_support_items,
 )
-from metarec_ref.maml import MAML
-from metarec_ref.protocol import temporal_cold_start_split
-from metarec_ref.synthetic import generate
-from metarec_ref.tasks import build_user_tasks, ranking_targets, to_task_batch
+from metarec_ref.meta import MAML
+from metarec_ref.data import temporal_cold_start_split
+from metarec_ref.data import generate
+from metarec_ref.data import build_user_tasks, ranking_targets, to_task_batch
 from metarec_ref.train import MetaTrainConfig, MetaTrainer
 
 

@@ -6,7 +6,7 @@ import json
 import pandas as pd
 import pytest
 
-from metarec_ref.loaders import (
+from metarec_ref.data import (
     RETAILROCKET_EVENT_MAP,
     TAOBAO_EVENT_MAP,
     load_amazon_reviews,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from metarec_ref.logstats import activity_summary, arrivals, events_per_user, popularity_curve, top_share
+from metarec_ref.data import activity_summary, arrivals, events_per_user, popularity_curve, top_share
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from metarec_ref.functional import masked_bce_loss, masked_mse_loss
+from metarec_ref.meta import masked_bce_loss, masked_mse_loss
 
 
 def test_masked_bce_equals_torch_reference_including_extremes_and_soft_labels():

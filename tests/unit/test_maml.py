@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from metarec_ref.batch import TaskBatch
-from metarec_ref.functional import NonFiniteInnerLoopError, masked_bce_loss, select_params
-from metarec_ref.maml import FOMAML, MAML, InnerLoopConfig, MetaSGD, Reptile
+from metarec_ref.meta import NonFiniteInnerLoopError, masked_bce_loss, select_params
+from metarec_ref.meta import FOMAML, MAML, InnerLoopConfig, MetaSGD, Reptile
 from tests.unit.helpers import EmbeddingModel, flat, make_batch, make_dict_batch, meta_grad, tiny_model
 
 # ----------------------------------------------------------------- exact gradients

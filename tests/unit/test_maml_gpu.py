@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from metarec_ref.batch import TaskBatch
-from metarec_ref.maml import FOMAML, MAML, MetaSGD, Reptile
-from metarec_ref.metric_based import MatchingNet, ProtoNet
+from metarec_ref.meta import FOMAML, MAML, MetaSGD, Reptile
+from metarec_ref.meta import MatchingNet, ProtoNet
 
 pytestmark = [
     pytest.mark.gpu,

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from metarec_ref.batch import TaskBatch
-from metarec_ref.metric_based import MatchingNet, ProtoNet, embed_events
+from metarec_ref.meta import MatchingNet, ProtoNet, embed_events
 
 N_SIGNAL, N_NOISE, N_CLUSTERS = 4, 12, 4
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from sklearn.metrics import log_loss, ndcg_score, roc_auc_score
 
-from metarec_ref.metrics import (
+from metarec_ref.eval import (
     bootstrap_ci,
     per_task_auc,
     per_task_hit_rate,

@@ -4,11 +4,11 @@ import pytest
 import torch
 from torch.func import functional_call, vmap
 
-from metarec_ref.baselines import FineTune, Popularity
+from metarec_ref.eval import FineTune, Popularity
 from metarec_ref.batch import FeatureSpec
-from metarec_ref.evaluate import per_task_metrics
-from metarec_ref.maml import MAML
-from metarec_ref.metrics import per_task_auc, per_task_hit_rate, per_task_ndcg
+from metarec_ref.eval import per_task_metrics
+from metarec_ref.meta import MAML
+from metarec_ref.eval import per_task_auc, per_task_hit_rate, per_task_ndcg
 from metarec_ref.models import build_model
 from metarec_ref.train import MetaTrainConfig, MetaTrainer
 from tests.unit.helpers import SPEC, toy_tasks, toy_world

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from metarec_ref.nb import default_device, plain_value, resolve_device, seed_everything
+from metarec_ref.runtime import default_device, resolve_device, seed_everything
+from metarec_ref.book import plain_value
 
 
 def draw():
@@ -52,7 +53,7 @@ def test_book_config_excludes_notebooks_whose_data_is_absent(tmp_path, monkeypat
 
     import yaml
 
-    from metarec_ref.nb import book_config, notebooks_missing_data
+    from metarec_ref.book import book_config, notebooks_missing_data
 
     folder = tmp_path / "notebooks"
     folder.mkdir()

@@ -6,12 +6,7 @@ import warnings
 import pandas as pd
 import pytest
 
-from metarec_ref.loaders import (
-    clean_online_retail,
-    find_online_retail,
-    load_online_retail,
-    product_noun,
-)
+from metarec_ref.data import clean_online_retail, find_online_retail, load_online_retail, product_noun
 from tests.unit.helpers import raw_rows
 
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from metarec_ref.data import Encoders, validate_events
-from metarec_ref.evaluate import per_task_metrics
-from metarec_ref.oracle import UNKNOWN_SCORE, SyntheticOracle
-from metarec_ref.synthetic import generate
-from metarec_ref.tasks import build_item_tasks, build_user_tasks, to_task_batch
+from metarec_ref.eval import per_task_metrics
+from metarec_ref.eval import UNKNOWN_SCORE, SyntheticOracle
+from metarec_ref.data import generate
+from metarec_ref.data import build_item_tasks, build_user_tasks, to_task_batch
 
 
 @pytest.fixture(scope="module")

@@ -7,15 +7,15 @@ import pandas as pd
 import pytest
 import torch
 
-from metarec_ref.baselines import GlobalModel
-from metarec_ref.classical import ItemKNN, cooccurrence
-from metarec_ref.compare import VERDICTS
+from metarec_ref.eval import GlobalModel
+from metarec_ref.eval import ItemKNN, cooccurrence
+from metarec_ref.eval import VERDICTS
 from metarec_ref.data import Encoders, validate_events
-from metarec_ref.evaluate import EvalTasks, per_task_metrics
-from metarec_ref.item_item import holdout_users
-from metarec_ref.maml import MetaSGD
-from metarec_ref.protocol import temporal_cold_start_split
-from metarec_ref.retail_eval import (
+from metarec_ref.eval import EvalTasks, per_task_metrics
+from metarec_ref.models import holdout_users
+from metarec_ref.meta import MetaSGD
+from metarec_ref.data import temporal_cold_start_split
+from metarec_ref.recipes import (
     CLEANING_STEPS,
     ClassicalBaselines,
     ClassicalGrid,
@@ -31,8 +31,8 @@ from metarec_ref.retail_eval import (
     train_item_item_global,
     with_item_item_features,
 )
-from metarec_ref.sessions import build_basket_tasks, build_next_session_tasks
-from metarec_ref.synthetic import generate
+from metarec_ref.data import build_basket_tasks, build_next_session_tasks
+from metarec_ref.data import generate
 from tests.unit.helpers import raw_rows
 
 

@@ -6,14 +6,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metarec_ref.data import Encoders
-from metarec_ref.sessions import (
+from metarec_ref.data import (
     build_basket_tasks,
     build_next_session_tasks,
     build_session_tasks,
     ranking_targets_with_repeats,
     session_task_coverage,
 )
-from metarec_ref.tasks import ranking_targets, to_task_batch
+from metarec_ref.data import ranking_targets, to_task_batch
 
 T0 = pd.Timestamp("2024-01-01")
 

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from metarec_ref.data import validate_events
-from metarec_ref.synthetic import SyntheticConfig, generate, main
+from metarec_ref.data import SyntheticConfig, generate
+from metarec_ref.data.synthetic import main
 
 SMALL = SyntheticConfig(n_users=300, n_items=150, n_interactions=15_000, seed=1)
 

@@ -7,9 +7,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metarec_ref.data import UNKNOWN, Encoders, validate_events
-from metarec_ref.protocol import CELLS, temporal_cold_start_split
-from metarec_ref.tasks import (
+from metarec_ref.batch import UNKNOWN
+from metarec_ref.data import Encoders, validate_events
+from metarec_ref.data import CELLS, temporal_cold_start_split
+from metarec_ref.data import (
     build_item_tasks,
     build_scenario_tasks,
     build_tasks,
@@ -231,7 +232,7 @@ def test_ranking_targets_mark_query_positives_and_exclude_support():
 
 
 def test_cold_start_split_on_synthetic_log():
-    from metarec_ref.synthetic import generate
+    from metarec_ref.data import generate
 
     log = validate_events(generate(n_users=300, n_items=200, n_interactions=12_000).events)
     split = temporal_cold_start_split(log, 0.7)

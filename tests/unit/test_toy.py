@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from metarec_ref.metrics import per_task_auc
-from metarec_ref.toy import ToyConfig, ToyOracle, preference_tasks
+from metarec_ref.eval import per_task_auc
+from metarec_ref.data import ToyConfig, ToyOracle, preference_tasks
 
 
 def test_shapes_and_masks():

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from metarec_ref import functional
-from metarec_ref.functional import BatchedTaskLoss, masked_bce_loss, select_params
-from metarec_ref.maml import FOMAML, MAML, MetaSGD, Reptile
+from metarec_ref.meta import functional
+from metarec_ref.meta import BatchedTaskLoss, masked_bce_loss, select_params
+from metarec_ref.meta import FOMAML, MAML, MetaSGD, Reptile
 from tests.unit.helpers import EmbeddingModel, flat, make_batch, make_dict_batch, meta_grad, tiny_model
 
 

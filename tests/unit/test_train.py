@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from metarec_ref.maml import MAML, MetaSGD, Reptile
-from metarec_ref.metric_based import ProtoNet
+from metarec_ref.meta import MAML, MetaSGD, Reptile
+from metarec_ref.meta import ProtoNet
 from metarec_ref.models import EventEncoder, build_model
-from metarec_ref.maml import InnerLoopConfig
-from metarec_ref.metric_based import MatchingNet
+from metarec_ref.meta import InnerLoopConfig
+from metarec_ref.meta import MatchingNet
 from metarec_ref.train import (
     ALGORITHMS,
     MetaTrainConfig,
@@ -205,7 +205,7 @@ def test_build_learner_by_name(data):
 
 
 def test_rating_tasks_train_with_mse_and_report_no_auc(data):
-    from metarec_ref.functional import masked_mse_loss
+    from metarec_ref.meta import masked_mse_loss
 
     train, val = (b.select(slice(None)) for b in data)
     for b in (train, val):  # binary labels -> pretend ratings 1 / 5

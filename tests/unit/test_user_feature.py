@@ -5,13 +5,14 @@ import pandas as pd
 import pytest
 import torch
 
-from metarec_ref.baselines import FineTune
+from metarec_ref.eval import FineTune
 from metarec_ref.batch import FeatureSpec
-from metarec_ref.data import UNKNOWN, Encoders
-from metarec_ref.evaluate import per_task_metrics
-from metarec_ref.maml import MAML
+from metarec_ref.batch import UNKNOWN
+from metarec_ref.data import Encoders
+from metarec_ref.eval import per_task_metrics
+from metarec_ref.meta import MAML
 from metarec_ref.models import EventEncoder, build_model
-from metarec_ref.tasks import build_item_tasks, build_user_tasks, ranking_targets, to_task_batch
+from metarec_ref.data import build_item_tasks, build_user_tasks, ranking_targets, to_task_batch
 from tests.unit.helpers import NAMES, features, small_log
 
 SPEC = FeatureSpec(n_items=30, n_categories=5, n_scenarios=3, n_dense=2, n_users=12)

@@ -29,8 +29,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from metarec_ref.batch import TaskBatch
-from metarec_ref.data import UNKNOWN, Encoders
+from metarec_ref.batch import UNKNOWN, TaskBatch
+from metarec_ref.data.encoders import Encoders
 
 # Columns describing the context of an event; a negative copies them from its positive.
 CONTEXT_COLUMNS = ("user_id", "item_id", "timestamp", "scenario", "session_id", "window")

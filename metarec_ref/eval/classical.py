@@ -1,8 +1,8 @@
 """Classical item-based baselines: item-kNN, EASE and popularity over a recent window.
 
 Each is fitted on meta-training events and follows the evaluation protocol of
-:mod:`metarec_ref.evaluate` (``adapt(batch) -> state``, ``score(state, x) -> Tensor``), so it
-runs on the very :class:`~metarec_ref.evaluate.EvalTasks` the meta-learners see. The per-task
+:mod:`metarec_ref.eval.evaluate` (``adapt(batch) -> state``, ``score(state, x) -> Tensor``), so it
+runs on the very :class:`~metarec_ref.eval.evaluate.EvalTasks` the meta-learners see. The per-task
 state is the task's support items: the positive (``y > 0``), real support events.
 
 - :class:`ItemKNN`: cosine similarity of item co-occurrence columns with a shrinkage term,
@@ -15,7 +15,7 @@ state is the task's support items: the positive (``y > 0``), real support events
   of the meta-training log; no adaptation.
 
 Fitting takes a DataFrame (``user_id``, ``item_id``, ``timestamp``) with the
-:class:`~metarec_ref.data.Encoders` of the tasks, or already encoded arrays
+:class:`~metarec_ref.data.schema.Encoders` of the tasks, or already encoded arrays
 ``(user_codes, item_codes[, timestamps])`` with ``n_items``. :func:`tune_hyperparameter` picks
 shrinkage / lambda / window on validation tasks by a ranking metric.
 """
@@ -32,8 +32,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from metarec_ref.batch import Features, TaskBatch
-from metarec_ref.data import UNKNOWN, Encoders
+from metarec_ref.batch import UNKNOWN, Features, TaskBatch
+from metarec_ref.data.encoders import Encoders
 
 # A DataFrame or encoded (user_codes, item_codes[, timestamps]) arrays.
 EventsLike = Union[pd.DataFrame, tuple]
@@ -265,11 +265,11 @@ def tune_hyperparameter(
     metric: str = "ndcg@10",
 ) -> TuneResult:
     """Pick the grid value whose method has the best mean ``metric`` (higher is better) on
-    validation tasks (:class:`~metarec_ref.evaluate.EvalTasks` with ranking inputs).
+    validation tasks (:class:`~metarec_ref.eval.evaluate.EvalTasks` with ranking inputs).
 
     E.g. ``tune_hyperparameter(lambda s: ItemKNN.from_cooccurrence(G, s), [0, 10, 100], val)``.
     """
-    from metarec_ref.evaluate import per_task_metrics
+    from metarec_ref.eval.evaluate import per_task_metrics
 
     if not grid:
         raise ValueError("grid is empty; give at least one value to try")

@@ -18,7 +18,7 @@ task changes; the embeddings are meta-learned in the outer loop only.
 
 Support items reach the model as one more feature key, ``support_items``, of shape
 ``(..., K)`` (item codes, 0 = none) next to ``item``; :func:`with_support_items` adds it to a
-:class:`~metarec_ref.batch.TaskBatch` or :class:`~metarec_ref.evaluate.EvalTasks`. A candidate
+:class:`~metarec_ref.batch.TaskBatch` or :class:`~metarec_ref.eval.evaluate.EvalTasks`. A candidate
 never counts itself (leave-one-out), so the inner loop on the support set is not trivial.
 
 :func:`mix_hard_negatives` swaps part of the sampled negatives of meta-training tasks for items
@@ -39,8 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from metarec_ref.batch import Features, TaskBatch
-from metarec_ref.data import UNKNOWN
+from metarec_ref.batch import UNKNOWN, Features, TaskBatch
 
 SUPPORT_ITEMS = "support_items"
 # Features with one similarity matrix; each further matrix adds f"sim{i}_sum", f"sim{i}_max".
@@ -78,7 +77,7 @@ def with_support_items(tasks, max_items: int | None = None, max_support_events: 
     inner loop, so a task with a huge first basket stays cheap to adapt; the support items are
     taken from the whole support set before that cut.
     """
-    from metarec_ref.evaluate import EvalTasks
+    from metarec_ref.eval.evaluate import EvalTasks
 
     batch = tasks.batch if isinstance(tasks, EvalTasks) else tasks
     codes = support_item_codes(batch, max_items)

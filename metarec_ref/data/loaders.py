@@ -1,4 +1,4 @@
-"""Loaders: public e-commerce and rating logs -> validated event logs (see ``metarec_ref.data``).
+"""Loaders: public e-commerce and rating logs -> validated event logs (see ``metarec_ref.data.schema``).
 
 - ``load_events(path, columns=...)``: any CSV / Parquet / JSON-lines file with a column mapping.
 - ``load_online_retail(path=None)``: UCI Online Retail (``Online Retail.xlsx`` or a Parquet / CSV
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from metarec_ref.data import validate_events
+from metarec_ref.data.schema import validate_events
 
 DATA_DIR_ENV = "METAREC_DATA_DIR"
 ONLINE_RETAIL_FILES = ("online_retail.parquet", "Online Retail.xlsx", "online_retail.csv")

@@ -14,7 +14,7 @@ optimizer's ``step``, so any learner whose ``outer_step`` fills ``.grad`` and ca
 ``optimizer.step()`` works unchanged: MAML, first-order MAML, Meta-SGD, Reptile (which sets
 ``.grad`` itself) and the metric-based learners.
 
-:class:`DistributedMetaTrainer` is a :class:`~metarec_ref.train.MetaTrainer` with the same
+:class:`DistributedMetaTrainer` is a :class:`~metarec_ref.train.meta_trainer.MetaTrainer` with the same
 checkpoint format: rank 0 writes, every rank loads, and a checkpoint made with any number of
 ranks resumes with any other (the meta-batch size is global). Validation runs on rank 0 and its
 result (and the early-stopping decision) is broadcast, so all ranks take the same branch.
@@ -22,9 +22,9 @@ result (and the early-stopping decision) is broadcast, so all ranks take the sam
 Launch with ``torchrun`` (it sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
 ``MASTER_PORT``)::
 
-    torchrun --nproc_per_node=2 -m metarec_ref.distributed --config run.json
-    python -m metarec_ref.distributed --config run.json      # one process, same numbers
-    python -m metarec_ref.distributed --help
+    torchrun --nproc_per_node=2 -m metarec_ref.train.distributed --config run.json
+    python -m metarec_ref.train.distributed --config run.json      # one process, same numbers
+    python -m metarec_ref.train.distributed --help
 
 Backend ``gloo`` on CPU, ``nccl`` on GPUs (one GPU per rank, ``cuda:LOCAL_RANK``). If a rank
 fails (e.g. the loss becomes NaN), ``torchrun`` stops the others.
@@ -47,8 +47,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from metarec_ref.batch import FeatureSpec, TaskBatch
-from metarec_ref.nb import resolve_device
-from metarec_ref.train import MetaTrainConfig, MetaTrainer, _clone_state
+from metarec_ref.runtime import resolve_device
+from metarec_ref.train.meta_trainer import MetaTrainConfig, MetaTrainer, _clone_state
 
 TASK_FILE_FORMAT = 1
 
@@ -247,7 +247,7 @@ def broadcast_module(module: nn.Module, ctx: DistributedContext, src: int = 0) -
 
 
 class DistributedMetaTrainer(MetaTrainer):
-    """:class:`~metarec_ref.train.MetaTrainer` over several ranks; same arguments plus ``ctx``.
+    """:class:`~metarec_ref.train.meta_trainer.MetaTrainer` over several ranks; same arguments plus ``ctx``.
 
     Every rank gets the same ``train_tasks`` and ``config`` (``meta_batch_size`` is the global
     meta-batch); ``val_tasks`` are only used on rank 0. ``save_checkpoint`` and ``fit`` are
@@ -403,10 +403,11 @@ class DistributedRunConfig:
 
 def prepare_synthetic_tasks(cfg: DistributedRunConfig) -> tuple[FeatureSpec, TaskBatch, TaskBatch]:
     """Synthetic log -> validate -> temporal cold-start split -> train / validation user tasks."""
-    from metarec_ref.data import Encoders, validate_events
-    from metarec_ref.protocol import temporal_cold_start_split
-    from metarec_ref.synthetic import SyntheticConfig, generate
-    from metarec_ref.tasks import build_user_tasks, to_task_batch
+    from metarec_ref.data.encoders import Encoders
+    from metarec_ref.data.schema import validate_events
+    from metarec_ref.data.splits import temporal_cold_start_split
+    from metarec_ref.data.synthetic import SyntheticConfig, generate
+    from metarec_ref.data.tasks import build_user_tasks, to_task_batch
 
     n = cfg.n_interactions
     log = generate(SyntheticConfig(n_users=cfg.n_users or max(50, n // 50), n_items=cfg.n_items or max(100, n // 200),
@@ -438,10 +439,10 @@ def peak_rss_mb() -> float:
 
 def run(cfg: DistributedRunConfig, ctx: DistributedContext | None = None) -> dict:
     """Prepare tasks (rank 0), meta-train on every rank, checkpoint; return the summary (all ranks)."""
-    from metarec_ref.maml import InnerLoopConfig
-    from metarec_ref.models import EventEncoder, build_model
-    from metarec_ref.nb import seed_everything
-    from metarec_ref.train import build_learner
+    from metarec_ref.meta.maml import InnerLoopConfig
+    from metarec_ref.models.recommenders import EventEncoder, build_model
+    from metarec_ref.runtime import seed_everything
+    from metarec_ref.train.meta_trainer import build_learner
 
     ctx = ctx or init_distributed(cfg.device)
     torch.set_num_threads(cfg.threads)
@@ -505,9 +506,9 @@ def run(cfg: DistributedRunConfig, ctx: DistributedContext | None = None) -> dic
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m metarec_ref.distributed",
+        prog="python -m metarec_ref.train.distributed",
         description="Data-parallel meta-training with torch.distributed. Launch several ranks with "
-                    "'torchrun --nproc_per_node=N -m metarec_ref.distributed --config run.json'; "
+                    "'torchrun --nproc_per_node=N -m metarec_ref.train.distributed --config run.json'; "
                     "a plain 'python -m' run is one rank.",
         epilog="Config keys (JSON object, all optional): "
                + ", ".join(f"{f.name}={f.default!r}" for f in fields(DistributedRunConfig)),

@@ -1,8 +1,8 @@
 """Evaluate baselines and meta-learners alike: per-task metrics, CIs, one tidy table.
 
 A *method* is anything with ``adapt(batch) -> state`` and ``score(state, x) -> Tensor`` (every
-meta-learner of :mod:`metarec_ref.maml` / :mod:`metarec_ref.metric_based` and every baseline of
-:mod:`metarec_ref.baselines`). A method with ``calibrated = False`` (e.g. popularity) gets
+meta-learner of :mod:`metarec_ref.meta.maml` / :mod:`metarec_ref.meta.metric_based` and every baseline of
+:mod:`metarec_ref.eval.baselines`). A method with ``calibrated = False`` (e.g. popularity) gets
 no log loss. Evaluation only reads the support sets to adapt and the query sets to score.
 
 :class:`EvalTasks` bundles a :class:`~metarec_ref.batch.TaskBatch` with optional full-ranking
@@ -23,7 +23,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from metarec_ref.batch import Features, TaskBatch, map_features
-from metarec_ref.metrics import (
+from metarec_ref.eval.metrics import (
     per_task_auc,
     per_task_hit_rate,
     per_task_log_loss,
@@ -33,7 +33,7 @@ from metarec_ref.metrics import (
     sample_candidates,
     summarize,
 )
-from metarec_ref.nb import progress_disabled
+from metarec_ref.runtime import progress_disabled
 
 RESULT_COLUMNS = ["method", "cell", "K", "metric", "mean", "ci_low", "ci_high", "n_tasks"]
 
@@ -80,7 +80,7 @@ class EvalTasks:
     @classmethod
     def from_catalog(cls, batch: TaskBatch, catalog, targets) -> "EvalTasks":
         """Full ranking over ``catalog`` (``.features(scenario)``) with ``targets`` (``scenario``,
-        ``positives``, ``exclude``), as built by :func:`metarec_ref.tasks.ranking_targets`."""
+        ``positives``, ``exclude``), as built by :func:`metarec_ref.data.tasks.ranking_targets`."""
         return cls(batch, catalog.features(targets.scenario, targets.user), ~targets.exclude, targets.positives)
 
     def select(self, index: slice) -> "EvalTasks":
@@ -182,14 +182,14 @@ def cold_start_eval_tasks(
 ) -> dict[str, dict[int, EvalTasks]]:
     """Evaluation tasks ``{cell: {K: EvalTasks}}`` with full-ranking targets, from event tables.
 
-    cells: e.g. ``split.cells`` of :func:`metarec_ref.protocol.temporal_cold_start_split`;
+    cells: e.g. ``split.cells`` of :func:`metarec_ref.data.splits.temporal_cold_start_split`;
     encoders: fitted on the meta-training events; candidates: bool ``(n_items,)`` items that may
     be recommended (e.g. ``catalog.available(split.cut_time)``); build_tasks: a task builder of
-    :mod:`metarec_ref.tasks` (default ``build_user_tasks``); task_kwargs go to it (``n_neg``,
+    :mod:`metarec_ref.data.tasks` (default ``build_user_tasks``); task_kwargs go to it (``n_neg``,
     ``history``, ``seed``...). K is the number of support events per task before negatives.
     Cells or K without any task are left out.
     """
-    from metarec_ref.tasks import build_user_tasks, ranking_targets, to_task_batch
+    from metarec_ref.data.tasks import build_user_tasks, ranking_targets, to_task_batch
 
     build_tasks = build_tasks or build_user_tasks
     catalog = encoders.catalog(device)

@@ -1,6 +1,6 @@
 """The source article's MAML sketch, re-typed so the book can run it and show its bugs.
 
-Do not use this for anything but the lesson; :mod:`metarec_ref.maml` is the corrected version.
+Do not use this for anything but the lesson; :mod:`metarec_ref.meta.maml` is the corrected version.
 The sketch has three bugs, each demonstrated in chapter 4 and pinned by tests:
 
 1. ``self.model.clone()``: an ``nn.Module`` has no ``clone`` method -> ``AttributeError``.

@@ -1,6 +1,6 @@
 """Descriptive statistics of an event log: how few events most users have, arrivals, long tails.
 
-Each function takes a validated event log (see :mod:`metarec_ref.data`) and returns a small
+Each function takes a validated event log (see :mod:`metarec_ref.data.schema`) and returns a small
 pandas object a chapter can print or plot.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from metarec_ref.data import REQUIRED_COLUMNS
+from metarec_ref.data.schema import REQUIRED_COLUMNS
 
 
 def _check(events: pd.DataFrame) -> None:

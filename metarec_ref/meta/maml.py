@@ -8,13 +8,13 @@ Every learner is an ``nn.Module`` wrapping a model and shares one protocol:
 - ``adapt(batch)``: per-task fast weights (:class:`FastWeights`, leading task dimension);
 - ``score(state, x)``: logits of ``x`` (leaves ``(tasks, n, ...)``) under those fast weights.
 
-The inner loop is functional (see :mod:`metarec_ref.functional`): fast weights are dicts
+The inner loop is functional (see :mod:`metarec_ref.meta.functional`): fast weights are dicts
 of tensors passed to ``torch.func.functional_call``, so the wrapped module's parameters are
 never mutated. ``batched=True`` adapts the whole meta-batch in one pass (parameters
 expanded to a ``(tasks, ...)`` dimension, ``vmap`` over the forward only, one gradient of
 the summed task losses); ``batched=False`` loops over tasks. Both give the same numbers.
 ``trace=True`` replays a recorded graph of the batched forward instead of re-running ``vmap``
-at every step (faster, same numbers; see :class:`~metarec_ref.functional.BatchedTaskLoss`).
+at every step (faster, same numbers; see :class:`~metarec_ref.meta.functional.BatchedTaskLoss`).
 Tasks of unequal size arrive padded with a mask, and every loss is a mask-weighted mean.
 """
 
@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from metarec_ref.batch import Features, TaskBatch, map_features
-from metarec_ref.functional import (
+from metarec_ref.meta.functional import (
     BatchedTaskLoss,
     FastWeights,
     InnerLR,

@@ -15,7 +15,10 @@ from dataclasses import asdict, dataclass, field
 import pandas as pd
 import torch
 
-from metarec_ref.baselines import (
+from metarec_ref.data.encoders import Encoders
+from metarec_ref.data.splits import temporal_cold_start_split
+from metarec_ref.data.tasks import build_user_tasks, to_task_batch
+from metarec_ref.eval.baselines import (
     FineTune,
     GlobalModel,
     Popularity,
@@ -24,15 +27,17 @@ from metarec_ref.baselines import (
     train_supervised,
     tune_fine_tuning,
 )
-from metarec_ref.compare import paired_comparison
-from metarec_ref.data import Encoders
-from metarec_ref.evaluate import cold_start_eval_tasks, evaluate
-from metarec_ref.maml import InnerLoopConfig
-from metarec_ref.models import build_model
-from metarec_ref.nb import seed_everything
-from metarec_ref.protocol import temporal_cold_start_split
-from metarec_ref.tasks import build_user_tasks, to_task_batch
-from metarec_ref.train import ALGORITHMS, MetaTrainConfig, MetaTrainer, build_learner
+from metarec_ref.eval.evaluate import cold_start_eval_tasks, evaluate
+from metarec_ref.eval.paired import paired_comparison
+from metarec_ref.meta.maml import InnerLoopConfig
+from metarec_ref.models.recommenders import build_model
+from metarec_ref.runtime import seed_everything
+from metarec_ref.train.meta_trainer import (
+    ALGORITHMS,
+    MetaTrainConfig,
+    MetaTrainer,
+    build_learner,
+)
 
 BASELINES = ("popularity", "global", "fine-tune")
 

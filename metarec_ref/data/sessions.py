@@ -2,8 +2,8 @@
 
 In a shop log most "next items" sit in the same basket (invoice) as the support items, so
 "support = first K items, query = next items" is basket completion in disguise. These builders
-name the definition explicitly; both return :class:`~metarec_ref.tasks.Tasks` (one task per
-user), so :func:`~metarec_ref.tasks.to_task_batch` and :func:`~metarec_ref.tasks.ranking_targets`
+name the definition explicitly; both return :class:`~metarec_ref.data.tasks.Tasks` (one task per
+user), so :func:`~metarec_ref.data.tasks.to_task_batch` and :func:`~metarec_ref.data.tasks.ranking_targets`
 work unchanged.
 
 A user's sessions are ordered by their first event (ties: first appearance in the log), events
@@ -18,7 +18,7 @@ within a session by time.
 
 ``repeats``: ``"keep"`` keeps query items the user already had in the support set, ``"drop"``
 removes them from the query (report both: re-buying is easy to predict and says little about
-discovery). Note that :func:`~metarec_ref.tasks.ranking_targets` never counts a support item as
+discovery). Note that :func:`~metarec_ref.data.tasks.ranking_targets` never counts a support item as
 a hit; :func:`ranking_targets_with_repeats` does. :func:`session_task_coverage` reports how
 many users each definition keeps.
 """
@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from metarec_ref.data import Encoders
-from metarec_ref.tasks import RankingTargets, Tasks, insert_negatives, ranking_targets
+from metarec_ref.data.encoders import Encoders
+from metarec_ref.data.tasks import RankingTargets, Tasks, insert_negatives, ranking_targets
 
 DEFINITIONS = ("basket", "next_session")
 
@@ -132,7 +132,7 @@ def build_basket_tasks(
 
     Query events come from the session of the K-th support event, at or after the last support
     time, at most ``n_query``. Users without ``min_query`` such events are dropped.
-    ``n_neg`` / ``negatives`` / ``exclude`` / ``history`` as in :func:`metarec_ref.tasks.build_tasks`.
+    ``n_neg`` / ``negatives`` / ``exclude`` / ``history`` as in :func:`metarec_ref.data.tasks.build_tasks`.
     """
     _require(events, ("user_id", "item_id", "timestamp", "session_id"))
     _check_args(k_support, n_query, min_query, repeats)
@@ -205,7 +205,7 @@ def build_session_tasks(events: pd.DataFrame, definition: str, k_support: int, n
 def ranking_targets_with_repeats(
     tasks: Tasks, encoders: Encoders, device: torch.device | str = "cpu", *, candidates=None
 ) -> RankingTargets:
-    """Like :func:`~metarec_ref.tasks.ranking_targets`, but a query item that was also in the
+    """Like :func:`~metarec_ref.data.tasks.ranking_targets`, but a query item that was also in the
     support (a re-purchase) stays a candidate and counts as a hit."""
     targets = ranking_targets(tasks, encoders, device, candidates=candidates)
     real = tasks.events[~tasks.events["is_negative"] & (tasks.events["y"] > 0) & tasks.events["is_query"]]

@@ -102,7 +102,7 @@ def compare_to_best(
     """Each method's difference to the best baseline (by mean ``metric``), with CI and verdict.
 
     per_task: ``{method: {metric: values (tasks,) or (seeds, tasks)}}`` on the same tasks, e.g.
-    from :func:`metarec_ref.evaluate.per_task_metrics`. Columns: method, metric, mean,
+    from :func:`metarec_ref.eval.evaluate.per_task_metrics`. Columns: method, metric, mean,
     reference, diff, ci_low, ci_high, verdict, n_tasks. The reference itself gets diff 0.
     """
     missing = [name for name in baselines if name not in per_task]
@@ -136,9 +136,9 @@ def paired_comparison(
     """Run every method on every ``(cell, K)`` and compare it to that cell's best baseline.
 
     tasks: ``{(cell, K): EvalTasks}`` or ``{cell: {K: EvalTasks}}`` (as for
-    :func:`metarec_ref.evaluate.evaluate`). Columns: cell, K, then those of :func:`compare_to_best`.
+    :func:`metarec_ref.eval.evaluate.evaluate`). Columns: cell, K, then those of :func:`compare_to_best`.
     """
-    from metarec_ref.evaluate import _cells, per_task_metrics
+    from metarec_ref.eval.evaluate import _cells, per_task_metrics
 
     frames = []
     for cell, k, cell_tasks in _cells(tasks):

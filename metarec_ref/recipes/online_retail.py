@@ -3,14 +3,14 @@
 The protocol of the Online Retail chapter, usable on any validated log with a ``session_id``:
 
 - :func:`online_retail_cleaning` / :func:`load_online_retail_with_report`: the cleaned log of
-  :func:`~metarec_ref.loaders.clean_online_retail` and how many rows each rule dropped (rules
+  :func:`~metarec_ref.data.loaders.clean_online_retail` and how many rows each rule dropped (rules
   applied in order, so a row that breaks several counts once, at the first).
-- :func:`session_eval_tasks`: full-ranking :class:`~metarec_ref.evaluate.EvalTasks` of one task
-  definition (:mod:`metarec_ref.sessions`) and support size K.
+- :func:`session_eval_tasks`: full-ranking :class:`~metarec_ref.eval.evaluate.EvalTasks` of one task
+  definition (:mod:`metarec_ref.data.sessions`) and support size K.
 - :class:`ClassicalBaselines`: item-kNN, EASE and recent popularity fitted once for every value of
   their grids; :meth:`ClassicalBaselines.tune` picks each on validation tasks.
 - :func:`meta_train_item_item` / :func:`train_item_item_global`: the
-  :class:`~metarec_ref.item_item.ItemItemScorer` meta-trained with MAML or Meta-SGD, or trained on
+  :class:`~metarec_ref.models.item_item.ItemItemScorer` meta-trained with MAML or Meta-SGD, or trained on
   pooled events (the global model); both read the similarity fitted without the training tasks'
   own users and switch to the one fitted on all training events for evaluation.
 - :func:`ranking_table`: mean with a 95% CI, paired difference to the best baseline with its CI
@@ -29,19 +29,31 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from metarec_ref.baselines import SupervisedConfig, pool_events, train_supervised
 from metarec_ref.batch import TaskBatch
-from metarec_ref.classical import EASE, ItemKNN, RecentPopularity, TuneResult, cooccurrence, tune_hyperparameter
-from metarec_ref.compare import compare_to_best
-from metarec_ref.data import Encoders
-from metarec_ref.evaluate import EvalTasks
-from metarec_ref.functional import masked_bce_loss
-from metarec_ref.item_item import ItemItemScorer, sampled_softmax_loss, with_support_items
-from metarec_ref.loaders import NON_PRODUCT_CODES, clean_online_retail, find_online_retail, read_table
-from metarec_ref.maml import MAML, MetaSGD
-from metarec_ref.metrics import bootstrap_ci
-from metarec_ref.tasks import Tasks, ranking_targets, to_task_batch
-from metarec_ref.train import MetaTrainConfig, MetaTrainer
+from metarec_ref.data.encoders import Encoders
+from metarec_ref.data.loaders import (
+    NON_PRODUCT_CODES,
+    clean_online_retail,
+    find_online_retail,
+    read_table,
+)
+from metarec_ref.data.tasks import Tasks, ranking_targets, to_task_batch
+from metarec_ref.eval.baselines import SupervisedConfig, pool_events, train_supervised
+from metarec_ref.eval.classical import (
+    EASE,
+    ItemKNN,
+    RecentPopularity,
+    TuneResult,
+    cooccurrence,
+    tune_hyperparameter,
+)
+from metarec_ref.eval.evaluate import EvalTasks
+from metarec_ref.eval.metrics import bootstrap_ci
+from metarec_ref.eval.paired import compare_to_best
+from metarec_ref.meta.functional import masked_bce_loss
+from metarec_ref.meta.maml import MAML, MetaSGD
+from metarec_ref.models.item_item import ItemItemScorer, sampled_softmax_loss, with_support_items
+from metarec_ref.train.meta_trainer import MetaTrainConfig, MetaTrainer
 
 CLEANING_STEPS = ("raw rows", "cancellations", "no customer id", "quantity <= 0", "non-product codes",
                   "exact duplicates")
@@ -73,7 +85,7 @@ def online_retail_cleaning(raw: pd.DataFrame, drop_non_products: bool = True) ->
 
 def load_online_retail_with_report(path: str | os.PathLike | None = None,
                                    drop_non_products: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """:func:`~metarec_ref.loaders.load_online_retail` plus the cleaning report of :func:`online_retail_cleaning`."""
+    """:func:`~metarec_ref.data.loaders.load_online_retail` plus the cleaning report of :func:`online_retail_cleaning`."""
     file = find_online_retail(path)
     read_kwargs = {"dtype": {"InvoiceNo": str, "StockCode": str}} if file.suffix.lower() == ".csv" else {}
     return online_retail_cleaning(read_table(file, **read_kwargs), drop_non_products)
@@ -92,7 +104,7 @@ def session_eval_tasks(
 ) -> EvalTasks | None:
     """Full-ranking tasks over ``candidates`` (bool ``(n_items,)``) of one task builder; None if no user qualifies.
 
-    build: e.g. :func:`~metarec_ref.sessions.build_basket_tasks`; history: every event, so that
+    build: e.g. :func:`~metarec_ref.data.sessions.build_basket_tasks`; history: every event, so that
     a sampled negative is never an item the user had before.
     """
     tasks = build(events, k, n_query, n_neg=1, history=history, seed=seed)

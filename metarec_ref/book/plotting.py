@@ -50,7 +50,7 @@ def plot_metric_vs_k(
 ) -> Axes:
     """Mean metric (with 95% CI band) against the support size K, one line per method.
 
-    results: the tidy table of :func:`metarec_ref.evaluate.evaluate`.
+    results: the tidy table of :func:`metarec_ref.eval.evaluate.evaluate`.
     """
     _require(results, ["method", "K", "metric", "mean"], "plot_metric_vs_k")
     df = _select(results, metric, cell)
@@ -67,7 +67,7 @@ def plot_metric_vs_inner_steps(
     curve: pd.DataFrame, metric: str, ax: Axes | None = None, title: str | None = None
 ) -> Axes:
     """Mean metric (with 95% CI band) against the number of inner steps; one line per ``method``
-    when that column exists (e.g. concatenated :func:`~metarec_ref.evaluate.inner_steps_curve`)."""
+    when that column exists (e.g. concatenated :func:`~metarec_ref.eval.evaluate.inner_steps_curve`)."""
     _require(curve, ["inner_steps", "metric", "mean"], "plot_metric_vs_inner_steps")
     df = curve[curve["metric"] == metric]
     if df.empty:

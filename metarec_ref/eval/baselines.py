@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from metarec_ref.batch import Features, TaskBatch, map_features
-from metarec_ref.functional import (
+from metarec_ref.meta.functional import (
     FastWeights,
     LossFn,
     ParamFilter,
@@ -39,8 +39,8 @@ from metarec_ref.functional import (
     masked_bce_loss,
     select_params,
 )
-from metarec_ref.maml import score_fast_weights
-from metarec_ref.nb import progress_disabled
+from metarec_ref.meta.maml import score_fast_weights
+from metarec_ref.runtime import progress_disabled
 
 
 def pool_events(batch: TaskBatch, include_query: bool = True) -> tuple[Features, Tensor]:
@@ -158,7 +158,7 @@ class FineTune:
     """Per-task fine-tuning of a trained model on its support set, functional and batched.
 
     ``steps`` plain SGD steps of size ``lr`` on the parameters picked by ``adapt``, with the very
-    inner loop MAML uses (:func:`metarec_ref.functional.adapt_tasks`), so the same budget means
+    inner loop MAML uses (:func:`metarec_ref.meta.functional.adapt_tasks`), so the same budget means
     the same computation; only the starting point differs. The module is never modified.
     """
 

@@ -27,11 +27,11 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from metarec_ref.batch import TaskBatch
-from metarec_ref.functional import LossFn, NonFiniteInnerLoopError, masked_bce_loss
-from metarec_ref.maml import FOMAML, MAML, InnerLoopConfig, MetaSGD, Reptile
-from metarec_ref.metric_based import MatchingNet, ProtoNet
-from metarec_ref.metrics import per_task_auc
-from metarec_ref.nb import progress_disabled
+from metarec_ref.eval.metrics import per_task_auc
+from metarec_ref.meta.functional import LossFn, NonFiniteInnerLoopError, masked_bce_loss
+from metarec_ref.meta.maml import FOMAML, MAML, InnerLoopConfig, MetaSGD, Reptile
+from metarec_ref.meta.metric_based import MatchingNet, ProtoNet
+from metarec_ref.runtime import progress_disabled
 
 CHECKPOINT_FORMAT = 1
 
@@ -165,7 +165,7 @@ class MetaTrainer:
         self.config = config or MetaTrainConfig()
         if not hasattr(learner, "outer_step"):
             raise ValueError(
-                f"learner {type(learner).__name__} has no outer_step(batch, optimizer); see metarec_ref.maml"
+                f"learner {type(learner).__name__} has no outer_step(batch, optimizer); see metarec_ref.meta.maml"
             )
         if train_tasks.num_tasks < self.config.meta_batch_size:
             raise ValueError(

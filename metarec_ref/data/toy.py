@@ -112,7 +112,7 @@ class ToyOracle:
 
     def adapt(self, batch: TaskBatch) -> torch.Tensor:
         if batch.task_ids is None:
-            raise ValueError("the batch has no task_ids; build it with metarec_ref.toy.preference_tasks")
+            raise ValueError("the batch has no task_ids; build it with metarec_ref.data.toy.preference_tasks")
         return self.weights[batch.task_ids.cpu()]
 
     def score(self, state: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,7 @@
 Both embed events with an ``encoder`` (any ``nn.Module`` mapping features with leaves
 ``(n, ...)`` to embeddings ``(n, d)``) and adapt to a task without gradient steps: the
 support set's labelled events *are* the adaptation. They follow the same protocol as
-:class:`metarec_ref.maml.MAML` (``meta_loss``, ``outer_step``, ``adapt``, ``score``), so
+:class:`metarec_ref.meta.maml.MAML` (``meta_loss``, ``outer_step``, ``adapt``, ``score``), so
 they run on the same :class:`~metarec_ref.batch.TaskBatch` meta-batches.
 
 Padding: support and query are padded to common sizes with a mask (True = real event).
@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.func import vmap
 
 from metarec_ref.batch import Features, TaskBatch
-from metarec_ref.functional import LossFn, check_task_batch, gradient_outer_step, masked_bce_loss
+from metarec_ref.meta.functional import LossFn, check_task_batch, gradient_outer_step, masked_bce_loss
 
 
 def embed_events(encoder: nn.Module, x: Features) -> Tensor:

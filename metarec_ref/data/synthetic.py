@@ -19,7 +19,7 @@ The model (symbols as in the code):
 
 Regenerate the sample shipped in ``data/``::
 
-    python -m metarec_ref.synthetic --out data/sample_events.csv --users 50 --items 100 --interactions 1000
+    python -m metarec_ref.data.synthetic --out data/sample_events.csv --users 50 --items 100 --interactions 1000
 """
 
 from __future__ import annotations

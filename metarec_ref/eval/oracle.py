@@ -1,10 +1,10 @@
 """The ground-truth scorer of a synthetic log: the ceiling line of every results plot.
 
 :class:`SyntheticOracle` knows the latent factors that generated a log
-(:class:`~metarec_ref.synthetic.SyntheticWorld`) and scores each task's events with the true
+(:class:`~metarec_ref.data.synthetic.SyntheticWorld`) and scores each task's events with the true
 preference of the task's user, at the task's time, in each event's scenario. For tasks that
 mix users (one task per new item), each event is scored with its own user, read from
-``x["user"]`` (encoders made with :meth:`~metarec_ref.data.Encoders.with_users`). It follows the
+``x["user"]`` (encoders made with :meth:`~metarec_ref.data.schema.Encoders.with_users`). It follows the
 evaluation protocol (``adapt`` / ``score``), so it sits in results tables next to the learners.
 
 Two scores, because the best ranking depends on the question:
@@ -15,7 +15,7 @@ Two scores, because the best ranking depends on the question:
 - ``include_popularity=False``: the affinity alone, the best score for telling a positive from
   a negative drawn in proportion to popularity (the popularity factor is in both and cancels).
 
-The task batch must carry ``task_ids`` (as :func:`metarec_ref.tasks.to_task_batch` sets them):
+The task batch must carry ``task_ids`` (as :func:`metarec_ref.data.tasks.to_task_batch` sets them):
 they index the per-task users and times the oracle was built with.
 """
 
@@ -28,10 +28,10 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from metarec_ref.batch import Features, TaskBatch
-from metarec_ref.data import UNKNOWN, Encoders
-from metarec_ref.synthetic import SyntheticLog, SyntheticWorld
-from metarec_ref.tasks import Tasks
+from metarec_ref.batch import UNKNOWN, Features, TaskBatch
+from metarec_ref.data.encoders import Encoders
+from metarec_ref.data.synthetic import SyntheticLog, SyntheticWorld
+from metarec_ref.data.tasks import Tasks
 
 # Score of padding / unknown items (code 0): below any real score, yet finite for the metrics.
 UNKNOWN_SCORE = -1e9
@@ -125,7 +125,7 @@ class SyntheticOracle:
     def adapt(self, batch: TaskBatch) -> Tensor:
         """The oracle reads no support event; it only needs to know which tasks it scores."""
         if batch.task_ids is None:
-            raise ValueError("the batch has no task_ids; build it with metarec_ref.tasks.to_task_batch")
+            raise ValueError("the batch has no task_ids; build it with metarec_ref.data.tasks.to_task_batch")
         ids = batch.task_ids.cpu()
         if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= self.num_tasks):
             raise ValueError(

@@ -1,54 +1,9 @@
-"""Notebook helpers: seeding, device choice, glue, quiet progress bars."""
+"""Glue for the book's prose: plain values for myst_nb, and the build's list of runnable chapters."""
 
 from __future__ import annotations
 
-import os
-import random
-
 import numpy as np
 import torch
-
-
-def seed_everything(seed: int, deterministic: bool = True) -> None:
-    """Seed python, numpy and torch; make torch kernels deterministic where possible."""
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
-    if deterministic:
-        # cuBLAS needs this set before its first call to be deterministic.
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def default_device() -> torch.device:
-    """CUDA when available, else CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """Turn a notebook parameter ('auto', 'cpu', 'cuda', 'cuda:1') into a device."""
-    if device is None or device == "auto":
-        return default_device()
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(
-            f"device={device!r} is not a device; use 'auto', 'cpu' or 'cuda'"
-        ) from err
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device={device!r} asks for CUDA but none is available; use 'auto' or 'cpu'"
-        )
-    return resolved
-
-
-def progress_disabled() -> bool:
-    """True when progress bars should stay silent (tests, nbval, CI)."""
-    return os.environ.get("METAREC_QUIET", "0") not in ("", "0", "false", "False")
 
 
 def plain_value(value):
@@ -78,7 +33,7 @@ def notebooks_missing_data(folder: str = "notebooks") -> list[str]:
     import json
     from pathlib import Path
 
-    from metarec_ref.loaders import find_online_retail
+    from metarec_ref.data.loaders import find_online_retail
 
     finders = {"online_retail": find_online_retail}
     missing = []
@@ -104,3 +59,11 @@ def book_config(config_path: str = "_config.yml", folder: str = "notebooks") -> 
         config = yaml.safe_load(f)
     config["execute"]["exclude_patterns"] = notebooks_missing_data(folder)
     return yaml.safe_dump(config, sort_keys=False)
+
+
+__all__ = [
+    "book_config",
+    "glue",
+    "notebooks_missing_data",
+    "plain_value",
+]

@@ -1,0 +1,39 @@
+"""Helpers for the book's chapters: glue, plots, the article's sketch. Nothing in the library imports them."""
+
+from metarec_ref.book.article_sketch import (
+    article_outer_step,
+    ArticleMAML,
+    DeepCopyPatch,
+    max_change,
+    parameter_grads,
+    ShallowCopyPatch,
+    snapshot,
+)
+from metarec_ref.book.glue import (
+    book_config,
+    glue,
+    notebooks_missing_data,
+    plain_value,
+)
+from metarec_ref.book.plotting import (
+    plot_history,
+    plot_metric_vs_inner_steps,
+    plot_metric_vs_k,
+)
+
+__all__ = [
+    "article_outer_step",
+    "ArticleMAML",
+    "book_config",
+    "DeepCopyPatch",
+    "glue",
+    "max_change",
+    "notebooks_missing_data",
+    "parameter_grads",
+    "plain_value",
+    "plot_history",
+    "plot_metric_vs_inner_steps",
+    "plot_metric_vs_k",
+    "ShallowCopyPatch",
+    "snapshot",
+]

@@ -1,0 +1,58 @@
+"""Recommender models: field embeddings and layers, MLP, Wide&Deep, xDeepFM, MeLU, the item-item scorer.
+
+They know no meta-learning algorithm and no data loader; they read the task-batch contract only.
+"""
+
+from metarec_ref.models.item_item import (
+    FEATURE_NAMES,
+    holdout_users,
+    ItemItemScorer,
+    mix_hard_negatives,
+    sampled_softmax_loss,
+    support_item_codes,
+    SUPPORT_ITEMS,
+    with_support_items,
+)
+from metarec_ref.models.layers import (
+    check_spec,
+    CIN,
+    FieldEmbeddings,
+    flatten_features,
+    mlp_layers,
+    SPARSE_KEYS,
+    sparse_keys,
+)
+from metarec_ref.models.recommenders import (
+    build_model,
+    EventEncoder,
+    MeLU,
+    MLP,
+    MODELS,
+    WideAndDeep,
+    XDeepFM,
+)
+
+__all__ = [
+    "build_model",
+    "check_spec",
+    "CIN",
+    "EventEncoder",
+    "FEATURE_NAMES",
+    "FieldEmbeddings",
+    "flatten_features",
+    "holdout_users",
+    "ItemItemScorer",
+    "MeLU",
+    "mix_hard_negatives",
+    "MLP",
+    "mlp_layers",
+    "MODELS",
+    "sampled_softmax_loss",
+    "SPARSE_KEYS",
+    "sparse_keys",
+    "support_item_codes",
+    "SUPPORT_ITEMS",
+    "WideAndDeep",
+    "with_support_items",
+    "XDeepFM",
+]

@@ -1,0 +1,53 @@
+"""Training: the meta-trainer and distributed meta-training."""
+
+from metarec_ref.train.distributed import (
+    AllReduceOptimizer,
+    broadcast_module,
+    DistributedContext,
+    DistributedMetaTrainer,
+    DistributedRunConfig,
+    free_port,
+    init_distributed,
+    load_tasks,
+    local_env,
+    peak_rss_mb,
+    prepare_synthetic_tasks,
+    run,
+    run_local,
+    save_tasks,
+    shard,
+    shutdown_distributed,
+)
+from metarec_ref.train.meta_trainer import (
+    ALGORITHMS,
+    build_learner,
+    MetaTrainConfig,
+    MetaTrainer,
+    TrainingDivergedError,
+    validation_metrics,
+)
+
+__all__ = [
+    "ALGORITHMS",
+    "AllReduceOptimizer",
+    "broadcast_module",
+    "build_learner",
+    "DistributedContext",
+    "DistributedMetaTrainer",
+    "DistributedRunConfig",
+    "free_port",
+    "init_distributed",
+    "load_tasks",
+    "local_env",
+    "MetaTrainConfig",
+    "MetaTrainer",
+    "peak_rss_mb",
+    "prepare_synthetic_tasks",
+    "run",
+    "run_local",
+    "save_tasks",
+    "shard",
+    "shutdown_distributed",
+    "TrainingDivergedError",
+    "validation_metrics",
+]

@@ -22,7 +22,7 @@ venv: $(STAMP)
 # Chapters whose data is absent (see data/README.md) keep their committed outputs.
 book: $(STAMP)
 	mkdir -p _build
-	$(BIN)/python -c "import sys; from metarec_ref.runtime import book_config; sys.stdout.write(book_config())" \
+	$(BIN)/python -c "import sys; from metarec_ref.book import book_config; sys.stdout.write(book_config())" \
 		> _build/_config_book.yml
 	METAREC_QUIET=1 $(JB) build . --path-output . --config _build/_config_book.yml --toc _toc.yml
 
@@ -36,8 +36,9 @@ test: $(STAMP)
 	$(JB) build . --path-output _build/committed --config _build/_config_committed.yml \
 		--toc _toc.yml -W -n --keep-going --all
 
+# The quick loop: tests marked slow (more than a few seconds each) run in `make test` only.
 unit: $(STAMP)
-	METAREC_QUIET=1 $(BIN)/python -m pytest -p no:cacheprovider tests/unit -q
+	METAREC_QUIET=1 $(BIN)/python -m pytest -p no:cacheprovider tests/unit -q -m "not slow"
 
 # Re-execute every chapter in place (committed outputs: CPU, no progress bars; set METAREC_DATA_DIR
 # so the real-data chapters run too).

@@ -2,20 +2,21 @@
 
 Run: ``python benchmarks/build_tasks.py [--interactions 1000000]``. Target: under 30 s and 2 GB on
 2 CPU cores. The last output line is one JSON object; ``seconds`` covers validation, the temporal
-cold-start split, encoders and tasks with negatives turned into tensors (generation excluded).
+cold-start split, encoders and tasks with negatives turned into tensors (generation excluded), all
+through ``build_cold_start_tasks``, the pipeline every experiment uses.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import time
 
-from metarec_ref.data import Encoders, validate_events
-from metarec_ref.data import temporal_cold_start_split
 from metarec_ref.data import SyntheticConfig, generate
-from metarec_ref.data import build_user_tasks, ranking_targets, to_task_batch
+from metarec_ref.recipes import build_cold_start_tasks
+from metarec_ref.runtime import peak_rss_mb
+
+CELLS = ("new_user_existing_item", "new_user_new_item")
 
 
 def main() -> None:
@@ -42,35 +43,27 @@ def main() -> None:
         clock = now
 
     # Same user, item and second twice is possible; validation drops (and reports) such rows.
-    events = validate_events(log.events, k_support=args.k_support, n_query=args.n_query)
-    lap("validate")
-    split = temporal_cold_start_split(events, cut_quantile=0.8)
-    lap("split")
-    encoders = Encoders.fit(events)
-    lap("encoders")
-    train = build_user_tasks(split.train, args.k_support, args.n_query, n_neg=args.n_neg)
-    test = build_user_tasks(split.test, args.k_support, args.n_query, n_neg=args.n_neg)
-    lap("tasks")
-    train_batch = to_task_batch(train, encoders)
-    test_batch = to_task_batch(test, encoders)
-    targets = ranking_targets(test, encoders, candidates=encoders.catalog().available(split.cut_time))
-    lap("tensors")
+    tasks = build_cold_start_tasks(log.events, k_support=args.k_support, n_query=args.n_query, n_neg=args.n_neg,
+                                   cut_quantile=0.8, cells=CELLS, available_items_only=True, validate=True,
+                                   on_stage=lap)
     seconds = sum(stages.values())
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    test_tasks = sum(by_k[args.k_support].batch.num_tasks for by_k in tasks.test.values())
+    test_positives = sum(int(by_k[args.k_support].relevant.sum()) for by_k in tasks.test.values())
 
     for name, value in stages.items():
         print(f"{name:>10}: {value:7.2f} s")
-    print(f"train tasks {train_batch.num_tasks}, test tasks {test_batch.num_tasks}, "
-          f"test positives {int(targets.positives.sum())}")
+    print(f"train tasks {tasks.train.num_tasks}, validation tasks {tasks.val.num_tasks}, "
+          f"test tasks {test_tasks}, test positives {test_positives}")
     print(json.dumps({
         "interactions": len(log.events),
-        "after_validation": len(events),
+        "after_validation": len(tasks.events),
         "seconds": round(seconds, 2),
-        "peak_rss_mb": round(peak_rss_mb, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
         "generate_seconds": round(generate_s, 2),
         "stages": stages,
-        "train_tasks": train_batch.num_tasks,
-        "test_tasks": test_batch.num_tasks,
+        "train_tasks": tasks.train.num_tasks,
+        "val_tasks": tasks.val.num_tasks,
+        "test_tasks": test_tasks,
         "k_support": args.k_support,
         "n_query": args.n_query,
         "n_neg": args.n_neg,

@@ -1,8 +1,8 @@
 """End to end on a 1M-interaction synthetic log, meta-trained with 1 and then 2 ranks (torchrun).
 
 Stages: generate -> validate -> temporal cold-start split -> encoders -> tasks (train, validation
-and the test users' cold-start cells) -> tensors -> meta-train a fixed number of meta-steps with
-``torchrun --nproc_per_node=R -m metarec_ref.train.distributed`` for each R in ``--ranks`` -> evaluate the
+and the test users' cold-start cells; ``build_cold_start_tasks``) -> tensors -> task file -> meta-train a fixed number of meta-steps with
+``torchrun --nproc_per_node=R -m metarec_ref.recipes.distributed_cli`` for each R in ``--ranks`` -> evaluate the
 cold-start cells (full ranking over every item) with the meta-parameters of each run.
 
 Run: ``python benchmarks/end_to_end.py [--interactions 1000000] [--ranks 1 2] [--meta-steps 400]``.
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -28,15 +27,14 @@ import warnings
 
 import torch
 
-from metarec_ref.data import Encoders, validate_events
-from metarec_ref.train import DistributedRunConfig, free_port, save_tasks
-from metarec_ref.eval import cold_start_eval_tasks, evaluate
-from metarec_ref.meta import InnerLoopConfig
+from metarec_ref.data import SyntheticConfig, generate, save_tasks
+from metarec_ref.eval import evaluate
+from metarec_ref.meta import InnerLoopConfig, build_learner
 from metarec_ref.models import build_model
-from metarec_ref.data import temporal_cold_start_split
-from metarec_ref.data import SyntheticConfig, generate
-from metarec_ref.data import build_user_tasks, to_task_batch
-from metarec_ref.train import build_learner
+from metarec_ref.recipes import build_cold_start_tasks
+from metarec_ref.recipes.distributed_cli import DistributedRunConfig
+from metarec_ref.runtime import peak_rss_mb
+from metarec_ref.train import free_port
 
 CELLS = ("new_user_existing_item", "new_user_new_item")
 PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -85,10 +83,6 @@ class TreeMemory:
         self._thread.join()
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
 def launch(ranks: int, config: DistributedRunConfig, workdir: str) -> dict:
     """Meta-train with ``torchrun --nproc_per_node=ranks``; return rank 0's summary."""
     path = os.path.join(workdir, f"run_{ranks}.json")
@@ -96,7 +90,7 @@ def launch(ranks: int, config: DistributedRunConfig, workdir: str) -> dict:
         json.dump(config.__dict__, f)
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", f"--nproc_per_node={ranks}",
                "--master_addr=127.0.0.1", f"--master_port={free_port()}",
-               "-m", "metarec_ref.train.distributed", "--config", path]
+               "-m", "metarec_ref.recipes.distributed_cli", "--config", path]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo", "METAREC_QUIET": "1"}
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode != 0:
@@ -139,28 +133,15 @@ def main() -> None:
     lap("generate")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # a few duplicate rows are dropped
-        events = validate_events(log.events, k_support=args.k_support, n_query=args.n_query)
-        del log
-        lap("validate")
-        split = temporal_cold_start_split(events, cut_quantile=0.8)
-        lap("split")
-        encoders = Encoders.fit(events)
-        lap("encoders")
-        train = build_user_tasks(split.train, args.k_support, args.n_query, n_neg=1, seed=args.seed)
-        val = build_user_tasks(split.valid, args.k_support, args.n_query, n_neg=1, history=events, seed=args.seed + 1)
-        cells = {c: split.cells[c][split.cells[c]["user_id"].isin(split.test_users)] for c in CELLS}
-        lap("tasks")
-        eval_tasks = cold_start_eval_tasks(cells, encoders, ks=[args.k_support], n_query=args.n_query, n_neg=1,
-                                           history=events, seed=args.seed + 2,
-                                           candidates=encoders.catalog().available(split.cut_time))
-        tasks_path = os.path.join(workdir, "tasks.pt")
-        spec = encoders.spec
-        train_batch = to_task_batch(train, encoders)
-        save_tasks(tasks_path, spec, train_batch, to_task_batch(val, encoders))
-        lap("tensors")
-    counts = {"train_tasks": train_batch.num_tasks, "val_tasks": val.num_tasks,
-              **{f"test_tasks_{c}": by_k[args.k_support].batch.num_tasks for c, by_k in eval_tasks.items()}}
-    del events, split, train, val, cells, train_batch  # the ranks read the task file
+        tasks = build_cold_start_tasks(log.events, k_support=args.k_support, n_query=args.n_query, n_neg=1,
+                                       cut_quantile=0.8, cells=CELLS, available_items_only=True, validate=True,
+                                       seed=args.seed, on_stage=lap)
+    del log
+    tasks_path = os.path.join(workdir, "tasks.pt")
+    save_tasks(tasks_path, tasks.spec, tasks.train, tasks.val)
+    lap("task_file")
+    spec, eval_tasks, counts = tasks.spec, tasks.test, tasks.counts
+    del tasks  # the ranks read the task file
 
     per_ranks: dict[str, dict] = {}
     params = {}

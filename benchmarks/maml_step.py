@@ -91,7 +91,7 @@ def import_higher():
 
 
 def ours(model: nn.Module, batched: bool, steps: int, lr: float, trace: bool = False):
-    learner = MAML(model, masked_bce_loss, inner_steps=steps, inner_lr=lr, batched=batched, trace=trace)
+    learner = MAML(model, loss_fn=masked_bce_loss, inner_steps=steps, inner_lr=lr, batched=batched, trace=trace)
     params = list(model.parameters())
     return lambda batch: torch.autograd.grad(learner.meta_loss(batch), params)
 

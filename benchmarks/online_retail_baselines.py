@@ -25,13 +25,18 @@ from dataclasses import replace
 import pandas as pd
 import torch
 
-from metarec_ref.eval import EASE, ItemKNN, cooccurrence
-from metarec_ref.eval import paired_bootstrap
-from metarec_ref.data import Encoders, validate_events
-from metarec_ref.eval import per_task_metrics
-from metarec_ref.models import holdout_users
-from metarec_ref.data import load_online_retail
-from metarec_ref.data import temporal_cold_start_split
+from metarec_ref.data import (
+    Encoders,
+    build_basket_tasks,
+    build_next_session_tasks,
+    build_user_tasks,
+    generate,
+    holdout_users,
+    load_online_retail,
+    temporal_cold_start_split,
+    validate_events,
+)
+from metarec_ref.eval import EASE, ItemKNN, cooccurrence, paired_bootstrap, per_task_metrics
 from metarec_ref.recipes import (
     ClassicalBaselines,
     ClassicalGrid,
@@ -44,9 +49,6 @@ from metarec_ref.recipes import (
     stack_seeds,
     with_item_item_features,
 )
-from metarec_ref.data import build_basket_tasks, build_next_session_tasks
-from metarec_ref.data import generate
-from metarec_ref.data import build_user_tasks
 
 METRIC = "ndcg@10"
 N_QUERY = 10

@@ -3,7 +3,7 @@
 Subpackages name the layers; imports only flow upwards (``tests/unit/test_import_rules.py``):
 
 - ``batch`` (the task-batch contract) and ``runtime`` (seeding, devices, progress bars): the ground;
-- ``meta`` (fast weights, MAML, FOMAML, Meta-SGD, Reptile, ProtoNet, MatchingNet), ``models``
+- ``meta`` (fast weights, MAML and first-order MAML, Meta-SGD, Reptile, ProtoNet, MatchingNet), ``models``
   (recommenders and their layers) and ``data`` (event logs to tasks): side by side, blind to
   each other;
 - ``eval`` (metrics, evaluation, paired statistics, baselines) and then ``train`` (meta-training);

@@ -1,9 +1,10 @@
-"""Runtime helpers any layer may use: seeding, device choice, quiet progress bars."""
+"""Runtime helpers any layer may use: seeding, device choice, quiet progress bars, peak memory."""
 
 from __future__ import annotations
 
 import os
 import random
+import resource
 
 import numpy as np
 import torch
@@ -51,8 +52,14 @@ def progress_disabled() -> bool:
     return os.environ.get("METAREC_QUIET", "0") not in ("", "0", "false", "False")
 
 
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 __all__ = [
     "default_device",
+    "peak_rss_mb",
     "progress_disabled",
     "resolve_device",
     "seed_everything",

@@ -9,10 +9,16 @@ from metarec_ref.book.article_sketch import (
     ShallowCopyPatch,
     snapshot,
 )
-from metarec_ref.book.glue import (
+from metarec_ref.book.build import (
     book_config,
-    glue,
     notebooks_missing_data,
+)
+from metarec_ref.book.errors import (
+    DEMO_ERRORS,
+    show_error,
+)
+from metarec_ref.book.glue import (
+    glue,
     plain_value,
 )
 from metarec_ref.book.plotting import (
@@ -26,6 +32,7 @@ __all__ = [
     "ArticleMAML",
     "book_config",
     "DeepCopyPatch",
+    "DEMO_ERRORS",
     "glue",
     "max_change",
     "notebooks_missing_data",
@@ -35,5 +42,6 @@ __all__ = [
     "plot_metric_vs_inner_steps",
     "plot_metric_vs_k",
     "ShallowCopyPatch",
+    "show_error",
     "snapshot",
 ]

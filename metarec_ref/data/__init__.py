@@ -1,4 +1,4 @@
-"""Event logs to tasks: schema and validation, encoders, loaders, synthetic shops, splits, tasks, sessions, log statistics."""
+"""Event logs to tasks: schema and validation, encoders, loaders, synthetic shops, splits, tasks, negatives, task files, sessions, log statistics, log profiles, protocols."""
 
 from metarec_ref.data.encoders import (
     Encoders,
@@ -16,9 +16,13 @@ from metarec_ref.data.loaders import (
     load_taobao,
     NON_PRODUCT_CODES,
     product_noun,
-    read_table,
     RETAILROCKET_EVENT_MAP,
     TAOBAO_EVENT_MAP,
+)
+from metarec_ref.data.log_profile import (
+    LogProfile,
+    new_users_after_cuts,
+    profile_log,
 )
 from metarec_ref.data.logstats import (
     activity_summary,
@@ -27,10 +31,41 @@ from metarec_ref.data.logstats import (
     popularity_curve,
     top_share,
 )
+from metarec_ref.data.negatives import (
+    insert_negatives,
+    sample_negatives,
+)
+from metarec_ref.data.protocol_parts import (
+    check_protocol,
+    held_out_user_split,
+    PROTOCOL_BUILDERS,
+    protocol_parts,
+    ProtocolParts,
+    PROTOCOLS,
+    SESSION_PROTOCOLS,
+    SPLIT_PARTS,
+)
+from metarec_ref.data.protocols import (
+    AUTO_ORDER,
+    choose_protocol,
+    Evidence,
+    EVIDENCE_FILTERS,
+    evidence_report,
+    ProtocolChoice,
+)
+from metarec_ref.data.reading import (
+    detect_separator,
+    read_table,
+    SEPARATOR_NAMES,
+    TEXT_SEPARATORS,
+)
 from metarec_ref.data.schema import (
+    likely_timestamp_unit,
     numeric_column,
     OPTIONAL_COLUMNS,
+    PLAUSIBLE_YEARS,
     REQUIRED_COLUMNS,
+    TIMESTAMP_UNITS,
     validate_events,
 )
 from metarec_ref.data.sessions import (
@@ -44,6 +79,7 @@ from metarec_ref.data.sessions import (
 from metarec_ref.data.splits import (
     CELLS,
     ColdStartSplit,
+    holdout_users,
     temporal_cold_start_split,
 )
 from metarec_ref.data.synthetic import (
@@ -52,6 +88,11 @@ from metarec_ref.data.synthetic import (
     SyntheticConfig,
     SyntheticLog,
     SyntheticWorld,
+)
+from metarec_ref.data.task_files import (
+    load_tasks,
+    save_tasks,
+    TASK_FILE_FORMAT,
 )
 from metarec_ref.data.tasks import (
     add_time_window,
@@ -62,7 +103,6 @@ from metarec_ref.data.tasks import (
     build_window_tasks,
     ranking_targets,
     RankingTargets,
-    sample_negatives,
     Tasks,
     to_task_batch,
 )
@@ -77,6 +117,7 @@ __all__ = [
     "activity_summary",
     "add_time_window",
     "arrivals",
+    "AUTO_ORDER",
     "build_basket_tasks",
     "build_item_tasks",
     "build_next_session_tasks",
@@ -86,28 +127,48 @@ __all__ = [
     "build_user_tasks",
     "build_window_tasks",
     "CELLS",
+    "check_protocol",
+    "choose_protocol",
     "clean_online_retail",
     "ColdStartSplit",
     "DATA_DIR_ENV",
     "DEFINITIONS",
+    "detect_separator",
     "Encoders",
     "events_per_user",
+    "Evidence",
+    "EVIDENCE_FILTERS",
+    "evidence_report",
     "find_online_retail",
     "generate",
+    "held_out_user_split",
+    "holdout_users",
+    "insert_negatives",
     "ItemCatalog",
+    "likely_timestamp_unit",
     "load_amazon_reviews",
     "load_events",
     "load_movielens",
     "load_online_retail",
     "load_retailrocket",
     "load_taobao",
+    "load_tasks",
+    "LogProfile",
     "make_world",
+    "new_users_after_cuts",
     "NON_PRODUCT_CODES",
     "numeric_column",
     "OPTIONAL_COLUMNS",
+    "PLAUSIBLE_YEARS",
     "popularity_curve",
     "preference_tasks",
     "product_noun",
+    "profile_log",
+    "PROTOCOL_BUILDERS",
+    "protocol_parts",
+    "ProtocolChoice",
+    "ProtocolParts",
+    "PROTOCOLS",
     "ranking_targets",
     "ranking_targets_with_repeats",
     "RankingTargets",
@@ -115,14 +176,21 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "RETAILROCKET_EVENT_MAP",
     "sample_negatives",
+    "save_tasks",
     "segment_centres",
+    "SEPARATOR_NAMES",
+    "SESSION_PROTOCOLS",
     "session_task_coverage",
+    "SPLIT_PARTS",
     "SyntheticConfig",
     "SyntheticLog",
     "SyntheticWorld",
     "TAOBAO_EVENT_MAP",
+    "TASK_FILE_FORMAT",
     "Tasks",
     "temporal_cold_start_split",
+    "TEXT_SEPARATORS",
+    "TIMESTAMP_UNITS",
     "to_task_batch",
     "top_share",
     "ToyConfig",

@@ -1,6 +1,8 @@
 """Loaders: public e-commerce and rating logs -> validated event logs (see ``metarec_ref.data.schema``).
 
-- ``load_events(path, columns=...)``: any CSV / Parquet / JSON-lines file with a column mapping.
+- ``load_events(path, columns=..., sep=None, encoding=None)``: any CSV / TSV / Parquet / JSON-lines
+  file (gzip too; see :mod:`metarec_ref.data.reading`) with a column mapping; every bad input is a
+  clear error naming the file.
 - ``load_online_retail(path=None)``: UCI Online Retail (``Online Retail.xlsx`` or a Parquet / CSV
   conversion), found from ``path`` or ``$METAREC_DATA_DIR``. Cleaning: drop cancellations
   (``InvoiceNo`` starting with ``C``), rows without ``CustomerID``, non-positive ``Quantity`` and,
@@ -17,15 +19,17 @@ Every loader forwards extra keyword arguments to :func:`~metarec_ref.data.valida
 
 from __future__ import annotations
 
-import importlib.util
+import inspect
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from metarec_ref.data.reading import read_table
 from metarec_ref.data.schema import validate_events
 
 DATA_DIR_ENV = "METAREC_DATA_DIR"
@@ -37,6 +41,7 @@ NON_PRODUCT_CODES = frozenset({"POST", "DOT", "M", "m", "C2", "D", "S", "B", "PA
                                "BANK CHARGES", "AMAZONFEE"})
 RETAILROCKET_EVENT_MAP = {"view": 0.0, "addtocart": 1.0, "transaction": 1.0}
 TAOBAO_EVENT_MAP = {"pv": 0.0, "fav": 1.0, "cart": 1.0, "buy": 1.0}
+_VALIDATE_OPTIONS = frozenset(inspect.signature(validate_events).parameters) - {"events", "columns"}
 # Words that describe a product's look rather than what it is; product_noun skips them.
 _MODIFIERS = frozenset(
     """RED PINK WHITE BLUE GREEN CREAM BLACK IVORY GOLD SILVER PURPLE YELLOW ORANGE BROWN GREY
@@ -46,31 +51,46 @@ _MODIFIERS = frozenset(
 )
 
 
-def read_table(path: Path | str, **kwargs) -> pd.DataFrame:
-    """Read a raw table by its extension: Parquet, JSON lines, Excel or CSV (``kwargs`` go to pandas)."""
+def load_events(path: str | os.PathLike, columns: Mapping[str, str] | None = None, *,
+                sep: str | None = None, encoding: str | None = None,
+                read_kwargs: Mapping[str, Any] | None = None, **validate_kwargs) -> pd.DataFrame:
+    """Read a log file, rename with ``columns`` and validate it (see :func:`validate_events`).
+
+    path: CSV / TSV / other delimited text, JSON lines, Parquet or Excel; text may be compressed
+        (``.csv.gz``, ``.tsv.gz``, ``.jsonl.gz``, ``.bz2``, ``.xz``). See :func:`read_table`.
+    columns: your column names -> schema names, e.g. ``{"CustomerID": "user_id"}``.
+    sep: separator of delimited text; by default comma, tab or semicolon is detected from the
+        first lines. Pass it when detection guesses wrong, e.g. ``sep="|"``.
+    encoding: text encoding; UTF-8 by default (UTF-16 with a byte-order mark is recognised).
+        A file that is not UTF-8 is reported; pass e.g. ``encoding="latin-1"`` or ``"cp1252"``.
+    read_kwargs: further options for the pandas reader, e.g. ``{"decimal": ","}``.
+    validate_kwargs: go to :func:`validate_events`, e.g. ``event_map``, ``timestamp_unit``
+        (``"s"`` / ``"ms"`` for epoch numbers; implausible dates name the likely unit),
+        ``drop_nonpositive_quantity`` (drop returns with a warning instead of failing), ``k_support``.
+
+    Every problem is a ``ValueError`` (``FileNotFoundError`` / ``IsADirectoryError`` for a wrong
+    path) whose message starts with the file's name and says the fix: an empty or header-only file,
+    text that is not UTF-8, a broken JSON line (its number), a CSV line with too many fields,
+    a repeated header name, a binary file, and every validation error (missing or misnamed
+    columns, with a hint when the separator looks wrong; missing ids; inf values; timestamps
+    out of 1980-2100 for the given unit; non-positive quantities; ...).
+    """
+    unknown = sorted(set(validate_kwargs) - _VALIDATE_OPTIONS)
+    if unknown:
+        raise TypeError(
+            f"load_events got unknown option(s) {unknown}; validation takes {sorted(_VALIDATE_OPTIONS)}, "
+            f"and options for the pandas reader go in read_kwargs={{...}}"
+        )
     path = Path(path)
-    suffix = "".join(path.suffixes[-2:]).lower()
-    if not path.exists():
-        raise FileNotFoundError(f"no file at {path}")
-    if path.suffix.lower() == ".parquet":
-        return pd.read_parquet(path)
-    if ".json" in suffix or path.suffix.lower() == ".jsonl":
-        return pd.read_json(path, lines=True, **kwargs)
-    if path.suffix.lower() in (".xlsx", ".xls"):
-        if importlib.util.find_spec("openpyxl") is None:
-            raise ImportError(
-                f"reading {path.name} needs openpyxl: `pip install openpyxl`, or convert the file "
-                f"once to Parquet (pd.read_excel(...).to_parquet('online_retail.parquet')) "
-                f"and pass that path"
-            )
-        return pd.read_excel(path, **kwargs)
-    return pd.read_csv(path, **kwargs)
-
-
-def load_events(path: str | os.PathLike, columns: Mapping[str, str] | None = None,
-                **validate_kwargs) -> pd.DataFrame:
-    """Read a CSV / Parquet / JSON-lines log, rename with ``columns`` and validate it."""
-    return validate_events(read_table(Path(path)), columns, **validate_kwargs)
+    raw = read_table(path, sep=sep, encoding=encoding, **dict(read_kwargs or {}))
+    if len(raw) == 0:
+        raise ValueError(
+            f"{path.name} has a header {list(raw.columns)} but no rows; export the log with its rows"
+        )
+    try:
+        return validate_events(raw, columns, **validate_kwargs)
+    except ValueError as err:
+        raise ValueError(f"{path.name}: {err}") from None
 
 
 def product_noun(description: pd.Series) -> pd.Series:
@@ -234,5 +254,5 @@ __all__ = [
     "load_retailrocket",
     "load_taobao",
     "product_noun",
-    "read_table",
+    "read_table",  # defined in metarec_ref.data.reading; kept importable from here
 ]

@@ -16,9 +16,11 @@ Ids are encoded by :mod:`metarec_ref.data.encoders`.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Hashable, Mapping
 
+import numpy as np
 import pandas as pd
 
 REQUIRED_COLUMNS = ("user_id", "item_id", "timestamp")
@@ -32,6 +34,23 @@ OPTIONAL_COLUMNS = (
     "session_id",
     "category",
 )
+TIMESTAMP_UNITS = ("s", "ms", "us", "ns", "D")
+# Epoch numbers outside these years are taken as read with the wrong unit (or placeholders).
+PLAUSIBLE_YEARS = (1980, 2100)
+_UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
+_SEPARATOR_HINTS = (("\t", "tab"), (";", "semicolon"), (",", "comma"), ("|", "pipe"))
+
+
+def _separator_hint(columns: pd.Index) -> str:
+    # One column whose name holds a separator: the file was read with the wrong one.
+    if len(columns) != 1 or not isinstance(columns[0], str):
+        return ""
+    for char, name in _SEPARATOR_HINTS:
+        if char in columns[0]:
+            return f"; the file looks {name}-separated: pass sep={char!r}"
+    return ""
+
+
 def _apply_column_mapping(df: pd.DataFrame, columns: Mapping[str, str] | None) -> pd.DataFrame:
     if not columns:
         return df
@@ -44,7 +63,7 @@ def _apply_column_mapping(df: pd.DataFrame, columns: Mapping[str, str] | None) -
     if absent:
         raise ValueError(
             f"columns mapping names {absent} but the table has {list(df.columns)}; "
-            f"fix the keys of columns={dict(columns)}"
+            f"fix the keys of columns={dict(columns)}{_separator_hint(df.columns)}"
         )
     targets = list(columns.values())
     clashes = sorted({t for t in targets if targets.count(t) > 1})
@@ -78,6 +97,78 @@ def _check_ids(df: pd.DataFrame, name: str) -> None:
             ) from err
 
 
+def likely_timestamp_unit(values: pd.Series) -> str | None:
+    """The epoch unit ('s', 'ms', 'us' or 'ns') putting the median of ``values`` in plausible years."""
+    finite = pd.to_numeric(values, errors="coerce")
+    finite = finite[np.isfinite(finite)]
+    if len(finite) == 0:
+        return None
+    median = float(np.median(np.abs(finite.to_numpy(dtype=np.float64))))
+    lo, hi = (pd.Timestamp(f"{y}-01-01").timestamp() for y in PLAUSIBLE_YEARS)
+    for unit, scale in (("s", 1.0), ("ms", 1e3), ("us", 1e6), ("ns", 1e9)):
+        if lo * scale <= median < hi * scale:
+            return unit
+    return None
+
+
+def _plain(value):
+    # np.int64(5) -> 5, so messages show the number as it is in the file.
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _unit_advice(values: pd.Series, given: str | None) -> str:
+    unit = likely_timestamp_unit(values)
+    if unit is None or unit == given:
+        return "check the column: epoch numbers are usually seconds ('s') or milliseconds ('ms')"
+    return f"the numbers look like epoch {_UNIT_NAMES[unit]}: pass timestamp_unit={unit!r}"
+
+
+def _epoch_timestamps(col: pd.Series, timestamp_unit: str | None) -> pd.Series:
+    example = _plain(col.iloc[0])
+    if timestamp_unit is None:
+        unit = likely_timestamp_unit(col)
+        hint = (f"pass timestamp_unit={unit!r} (they look like epoch {_UNIT_NAMES[unit]})" if unit
+                else "pass timestamp_unit='s' (or 'ms') to read epoch numbers")
+        raise ValueError(
+            f"column 'timestamp' is numeric (e.g. {example!r}); {hint}, or convert it with pd.to_datetime"
+        )
+    if timestamp_unit not in TIMESTAMP_UNITS:
+        raise ValueError(f"timestamp_unit must be one of {list(TIMESTAMP_UNITS)}; got {timestamp_unit!r}")
+    if col.isna().any():
+        raise ValueError(f"column 'timestamp' has {int(col.isna().sum())} missing values")
+    n_inf = int(col.isin([np.inf, -np.inf]).sum())
+    if n_inf:
+        raise ValueError(f"column 'timestamp' has {n_inf} infinite values (inf); drop or fix those rows")
+    try:
+        parsed = pd.to_datetime(col, unit=timestamp_unit).astype("datetime64[ns]")
+    except (pd.errors.OutOfBoundsDatetime, OverflowError) as err:
+        raise ValueError(
+            f"column 'timestamp' read with timestamp_unit={timestamp_unit!r} gives dates out of range "
+            f"(e.g. {example!r} -> {str(err).split(': ')[-1]}); {_unit_advice(col, timestamp_unit)}"
+        ) from None
+    lo, hi = (pd.Timestamp(f"{y}-01-01") for y in PLAUSIBLE_YEARS)
+    outside = (parsed < lo) | (parsed >= hi)
+    if not outside.any():
+        return parsed
+    likely = likely_timestamp_unit(col)
+    span = (f"timestamp_unit={timestamp_unit!r} gives dates from {parsed.min():%Y-%m-%d} to "
+            f"{parsed.max():%Y-%m-%d}")
+    if outside.all() and likely not in (None, timestamp_unit):
+        raise ValueError(
+            f"column 'timestamp' read with {span}, outside {PLAUSIBLE_YEARS[0]}-{PLAUSIBLE_YEARS[1]}; "
+            f"{_unit_advice(col, timestamp_unit)}"
+        )
+    # No other unit does better: relative times (seconds from 0) or a few placeholders.
+    warnings.warn(
+        f"{int(outside.sum())} of {len(col)} timestamps fall outside {PLAUSIBLE_YEARS[0]}-"
+        f"{PLAUSIBLE_YEARS[1]} (e.g. {_plain(col[outside].iloc[0])!r} -> {parsed[outside].iloc[0]:%Y-%m-%d}; "
+        f"{span}); fine for relative times, otherwise fix timestamp_unit or drop placeholder rows such as 0",
+        UserWarning,
+        stacklevel=4,
+    )
+    return parsed
+
+
 def _parse_timestamps(col: pd.Series, timestamp_unit: str | None) -> pd.Series:
     if isinstance(col.dtype, pd.DatetimeTZDtype):
         return col.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
@@ -86,19 +177,17 @@ def _parse_timestamps(col: pd.Series, timestamp_unit: str | None) -> pd.Series:
     if pd.api.types.is_bool_dtype(col):
         raise ValueError("column 'timestamp' is boolean; it must hold dates or epoch numbers")
     if pd.api.types.is_numeric_dtype(col):
-        if timestamp_unit is None:
-            raise ValueError(
-                "column 'timestamp' is numeric; pass timestamp_unit='s' (or 'ms') to read "
-                "epoch numbers, or convert it with pd.to_datetime"
-            )
-        if col.isna().any():
-            raise ValueError(f"column 'timestamp' has {int(col.isna().sum())} missing values")
-        return pd.to_datetime(col, unit=timestamp_unit).astype("datetime64[ns]")
+        return _epoch_timestamps(col, timestamp_unit)
     n_missing = int(col.isna().sum())
     if n_missing:
         raise ValueError(
             f"column 'timestamp' has {n_missing} missing values; drop those rows before validating"
         )
+    if timestamp_unit is not None:
+        # Epoch numbers stored as text (JSON strings, ids kept as str) are still epoch numbers.
+        numbers = pd.to_numeric(col, errors="coerce")
+        if numbers.notna().all():
+            return _epoch_timestamps(numbers, timestamp_unit)
     parsed = pd.to_datetime(col, errors="coerce", utc=True, format="mixed")
     bad = parsed.isna()
     if bad.any():
@@ -111,6 +200,7 @@ def _parse_timestamps(col: pd.Series, timestamp_unit: str | None) -> pd.Series:
 
 
 def numeric_column(df: pd.DataFrame, name: str) -> pd.Series:
+    """Column ``name`` as numbers; a clear error for text, missing or infinite values."""
     col = df[name]
     if pd.api.types.is_bool_dtype(col):
         return col.astype("float64")
@@ -118,13 +208,19 @@ def numeric_column(df: pd.DataFrame, name: str) -> pd.Series:
         converted = pd.to_numeric(col, errors="coerce")
         if (converted.isna() & col.notna()).any():
             example = col[converted.isna() & col.notna()].iloc[0]
+            hint = (" It looks like a decimal comma: read the file with decimal=',' "
+                    "(load_events(..., read_kwargs={'decimal': ','}))"
+                    if isinstance(example, str) and re.fullmatch(r"\s*-?\d+,\d+\s*", example) else "")
             raise ValueError(
-                f"column '{name}' must be numeric; found {example!r}. Convert it or drop the column"
+                f"column '{name}' must be numeric; found {example!r}. Convert it or drop the column{hint}"
             )
         col = converted
     n_missing = int(col.isna().sum())
     if n_missing:
         raise ValueError(f"column '{name}' has {n_missing} missing values; drop or fill those rows")
+    n_inf = int(col.isin([np.inf, -np.inf]).sum())
+    if n_inf:
+        raise ValueError(f"column '{name}' has {n_inf} infinite values (inf or -inf); drop or fix those rows")
     return col
 
 
@@ -161,15 +257,20 @@ def validate_events(
     n_query: int = 1,
     min_task_users: int = 2,
     drop_duplicates: bool = True,
+    drop_nonpositive_quantity: bool = False,
 ) -> pd.DataFrame:
     """Rename, check and clean an event log; return a copy sorted by timestamp.
 
     columns: your column names -> schema names, e.g. ``{"CustomerID": "user_id"}``.
     event_map: event value -> weight; weight 0 gives ``label`` 0, a positive weight ``label`` 1
         and the weight is kept in a ``weight`` column.
-    timestamp_unit: unit of numeric (epoch) timestamps, e.g. ``"s"`` or ``"ms"``.
+    timestamp_unit: unit of numeric (epoch) timestamps, e.g. ``"s"`` or ``"ms"``. If every date
+        falls outside 1980-2100 the unit is taken as wrong and the error names the likely one;
+        if only some do, a ``UserWarning`` says how many.
     k_support, n_query: when given, at least ``min_task_users`` users must have
         ``k_support + n_query`` events, so tasks can be cut.
+    drop_nonpositive_quantity: drop rows whose ``quantity`` is zero or negative (returns,
+        cancellations) with a ``UserWarning`` saying how many; by default they are an error.
     Exact duplicate rows are dropped with a ``UserWarning`` saying how many.
     """
     if not isinstance(events, pd.DataFrame):
@@ -188,7 +289,7 @@ def validate_events(
     if missing:
         raise ValueError(
             f"column '{missing[0]}' is missing; found {list(df.columns)}. Rename your column or "
-            f"pass columns={{'<your name>': '{missing[0]}'}}"
+            f"pass columns={{'<your name>': '{missing[0]}'}}{_separator_hint(df.columns)}"
         )
     if len(df) == 0:
         raise ValueError("events is empty (0 rows); nothing to validate")
@@ -217,13 +318,23 @@ def validate_events(
         )
     if "quantity" in df.columns:
         quantity = numeric_column(df, "quantity")
-        n_bad = int((quantity <= 0).sum())
-        if n_bad:
+        nonpositive = (quantity <= 0).to_numpy()
+        n_bad = int(nonpositive.sum())
+        if n_bad and not drop_nonpositive_quantity:
             raise ValueError(
                 f"column 'quantity' has {n_bad} zero or negative values (returns or "
-                f"cancellations?); drop those rows before validating"
+                f"cancellations?); drop those rows before validating or pass drop_nonpositive_quantity=True"
             )
         df["quantity"] = quantity
+        if n_bad == len(df):
+            raise ValueError(f"all {n_bad} rows have zero or negative quantity; nothing is left to validate")
+        if n_bad:
+            warnings.warn(
+                f"dropped {n_bad} rows with zero or negative quantity (returns or cancellations)",
+                UserWarning,
+                stacklevel=2,
+            )
+            df = df[~nonpositive]
     for name in ("scenario", "category", "session_id", "event"):
         if name in df.columns and df[name].isna().any():
             raise ValueError(
@@ -264,8 +375,11 @@ def validate_events(
 
 
 __all__ = [
+    "likely_timestamp_unit",
     "numeric_column",
     "OPTIONAL_COLUMNS",
+    "PLAUSIBLE_YEARS",
     "REQUIRED_COLUMNS",
+    "TIMESTAMP_UNITS",
     "validate_events",
 ]

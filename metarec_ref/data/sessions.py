@@ -32,7 +32,8 @@ import pandas as pd
 import torch
 
 from metarec_ref.data.encoders import Encoders
-from metarec_ref.data.tasks import RankingTargets, Tasks, insert_negatives, ranking_targets
+from metarec_ref.data.negatives import insert_negatives
+from metarec_ref.data.tasks import RankingTargets, Tasks, ranking_targets
 
 DEFINITIONS = ("basket", "next_session")
 

@@ -13,6 +13,9 @@ of the timestamps) and labels users and items as *existing* (first event before 
   ``split.valid`` holds validation users' events before ``test_start`` (for tuning);
   ``split.test`` holds every event of test users (touched once, at the end). So no test user and
   no event at or after ``test_start`` reaches meta-training or tuning.
+
+:func:`holdout_users` splits (training) events by user, e.g. to fit an item-item similarity on
+other users than those the meta-training tasks are cut from.
 """
 
 from __future__ import annotations
@@ -121,4 +124,19 @@ def temporal_cold_start_split(
     )
 
 
-__all__ = ["CELLS", "ColdStartSplit", "temporal_cold_start_split"]
+def holdout_users(events: pd.DataFrame, fraction: float = 0.3, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split events by user: ``(fit_events, task_events)``; ``fraction`` of users go to the tasks.
+
+    Fit an item-item similarity on ``fit_events`` and cut meta-training tasks from
+    ``task_events``, so a task's own co-purchases are not inside the similarity it reads.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    users = np.sort(pd.unique(events["user_id"]))
+    rng = np.random.default_rng(seed)
+    chosen = rng.random(len(users)) < fraction
+    is_task = events["user_id"].isin(users[chosen]).to_numpy()
+    return events[~is_task], events[is_task]
+
+
+__all__ = ["CELLS", "ColdStartSplit", "holdout_users", "temporal_cold_start_split"]

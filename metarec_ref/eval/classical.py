@@ -34,6 +34,7 @@ from torch import Tensor
 
 from metarec_ref.batch import UNKNOWN, Features, TaskBatch
 from metarec_ref.data.encoders import Encoders
+from metarec_ref.eval.evaluate import per_task_metrics
 
 # A DataFrame or encoded (user_codes, item_codes[, timestamps]) arrays.
 EventsLike = Union[pd.DataFrame, tuple]
@@ -269,8 +270,6 @@ def tune_hyperparameter(
 
     E.g. ``tune_hyperparameter(lambda s: ItemKNN.from_cooccurrence(G, s), [0, 10, 100], val)``.
     """
-    from metarec_ref.eval.evaluate import per_task_metrics
-
     if not grid:
         raise ValueError("grid is empty; give at least one value to try")
     name, _, k = metric.partition("@")

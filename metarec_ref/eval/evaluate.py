@@ -9,6 +9,10 @@ no log loss. Evaluation only reads the support sets to adapt and the query sets 
 inputs: the features of every candidate item per task, the candidate mask (available items
 minus the task's support items) and the relevant items (query positives).
 :meth:`EvalTasks.from_catalog` builds them from an item catalog and per-task ranking targets.
+
+:func:`evaluate_per_task` runs each method once per (cell, K) and keeps the per-task values;
+:func:`results_table` summarises them with CIs and :func:`metarec_ref.eval.paired.paired_comparison`
+compares methods on them; :func:`evaluate` is the first two in one call.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from metarec_ref.batch import Features, TaskBatch, map_features
+from metarec_ref.data.tasks import build_user_tasks, ranking_targets, to_task_batch
 from metarec_ref.eval.metrics import (
     per_task_auc,
     per_task_hit_rate,
@@ -36,6 +41,8 @@ from metarec_ref.eval.metrics import (
 from metarec_ref.runtime import progress_disabled
 
 RESULT_COLUMNS = ["method", "cell", "K", "metric", "mean", "ci_low", "ci_high", "n_tasks"]
+# Per-task metric values of each run: {(method, cell, K): {metric: (tasks,)}}.
+PerTaskResults = dict[tuple[str, str, int], dict[str, Tensor]]
 
 
 class Method(Protocol):
@@ -189,8 +196,6 @@ def cold_start_eval_tasks(
     ``history``, ``seed``...). K is the number of support events per task before negatives.
     Cells or K without any task are left out.
     """
-    from metarec_ref.data.tasks import build_user_tasks, ranking_targets, to_task_batch
-
     build_tasks = build_tasks or build_user_tasks
     catalog = encoders.catalog(device)
     out: dict[str, dict[int, EvalTasks]] = {}
@@ -221,6 +226,48 @@ def _cells(tasks) -> list[tuple[str, int, EvalTasks]]:
     return out
 
 
+def evaluate_per_task(
+    methods: Mapping[str, Method],
+    tasks: Mapping,
+    target: str = "binary",
+    ks: Sequence[int] = (10,),
+    seed: int = 0,
+    chunk_size: int = 256,
+    n_sampled_negatives: int | None = None,
+    disable: bool | None = None,
+) -> PerTaskResults:
+    """Run every method once on every (cold-start cell, support size K); keep the per-task values.
+
+    tasks: ``{(cell, K): EvalTasks | TaskBatch}`` or ``{cell: {K: ...}}``. Returns
+    ``{(method, cell, K): {metric: (tasks,)}}``, for :func:`results_table` and
+    :func:`metarec_ref.eval.paired.paired_comparison` alike.
+    """
+    if not methods:
+        raise ValueError("methods is empty; pass e.g. {'MAML': maml, 'popularity': Popularity.fit(...)}")
+    cells = _cells(tasks)
+    disable = progress_disabled() if disable is None else disable
+    jobs = [(name, m, cell, k, t) for name, m in methods.items() for cell, k, t in cells]
+    return {
+        (name, cell, k): per_task_metrics(method, cell_tasks, target, ks, chunk_size, n_sampled_negatives, seed)
+        for name, method, cell, k, cell_tasks in tqdm(jobs, desc="evaluate", disable=disable)
+    }
+
+
+def results_table(per_task: Mapping[tuple[str, str, int], Mapping[str, Tensor]], n_boot: int = 1000,
+                  seed: int = 0) -> pd.DataFrame:
+    """The tidy table of :func:`evaluate` from per-task values ``{(method, cell, K): {metric: (tasks,)}}``."""
+    if not per_task:
+        raise ValueError("per_task is empty; build it with evaluate_per_task(methods, tasks)")
+    frames = []
+    for (name, cell, k), values in per_task.items():
+        table = summarize(values, n_boot=n_boot, seed=seed)
+        table.insert(0, "K", k)
+        table.insert(0, "cell", cell)
+        table.insert(0, "method", name)
+        frames.append(table)
+    return pd.concat(frames, ignore_index=True)[RESULT_COLUMNS]
+
+
 def evaluate(
     methods: Mapping[str, Method],
     tasks: Mapping,
@@ -235,22 +282,12 @@ def evaluate(
     """Run every method on every (cold-start cell, support size K) and return a tidy table.
 
     tasks: ``{(cell, K): EvalTasks | TaskBatch}`` or ``{cell: {K: ...}}``. Columns: method,
-    cell, K, metric, mean, ci_low, ci_high (95% bootstrap over tasks), n_tasks.
+    cell, K, metric, mean, ci_low, ci_high (95% bootstrap over tasks), n_tasks. To compare
+    methods pairwise as well, call :func:`evaluate_per_task` and :func:`results_table` instead,
+    so that each method runs once.
     """
-    if not methods:
-        raise ValueError("methods is empty; pass e.g. {'MAML': maml, 'popularity': Popularity.fit(...)}")
-    cells = _cells(tasks)
-    disable = progress_disabled() if disable is None else disable
-    frames = []
-    jobs = [(name, m, cell, k, t) for name, m in methods.items() for cell, k, t in cells]
-    for name, method, cell, k, cell_tasks in tqdm(jobs, desc="evaluate", disable=disable):
-        values = per_task_metrics(method, cell_tasks, target, ks, chunk_size, n_sampled_negatives, seed)
-        table = summarize(values, n_boot=n_boot, seed=seed)
-        table.insert(0, "K", k)
-        table.insert(0, "cell", cell)
-        table.insert(0, "method", name)
-        frames.append(table)
-    return pd.concat(frames, ignore_index=True)[RESULT_COLUMNS]
+    per_task = evaluate_per_task(methods, tasks, target, ks, seed, chunk_size, n_sampled_negatives, disable)
+    return results_table(per_task, n_boot=n_boot, seed=seed)
 
 
 def inner_steps_curve(
@@ -280,9 +317,12 @@ def inner_steps_curve(
 __all__ = [
     "EvalTasks",
     "Method",
+    "PerTaskResults",
     "RESULT_COLUMNS",
     "cold_start_eval_tasks",
     "evaluate",
+    "evaluate_per_task",
     "inner_steps_curve",
     "per_task_metrics",
+    "results_table",
 ]

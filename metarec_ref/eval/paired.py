@@ -9,7 +9,8 @@ is read off the CI, never typed by hand: ``"better"`` if the whole 95% CI of
   replacement, the same draw for both methods). Values of shape ``(seeds, tasks)`` are first
   averaged over seeds per task.
 - :func:`compare_to_best`: a table with each method's difference to the best baseline.
-- :func:`paired_comparison`: run methods on ``{(cell, K): EvalTasks}`` and build that table.
+- :func:`paired_comparison`: that table for every ``(cell, K)``, from the per-task values of
+  :func:`metarec_ref.eval.evaluate.evaluate_per_task` (so methods are not run again).
 - :func:`aggregate_seeds`: mean and spread over seeds of any results table.
 """
 
@@ -125,24 +126,25 @@ def compare_to_best(
 
 
 def paired_comparison(
-    methods: Mapping[str, object],
-    tasks: Mapping,
+    per_task: Mapping[tuple[str, str, int], Mapping[str, Tensor]],
     baselines: Sequence[str],
     metrics: Sequence[str] = ("ndcg@10",),
-    ks: Sequence[int] = (10,),
     n_boot: int = 2000,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Run every method on every ``(cell, K)`` and compare it to that cell's best baseline.
+    """Compare every method to the best baseline of each ``(cell, K)``, from stored per-task values.
 
-    tasks: ``{(cell, K): EvalTasks}`` or ``{cell: {K: EvalTasks}}`` (as for
-    :func:`metarec_ref.eval.evaluate.evaluate`). Columns: cell, K, then those of :func:`compare_to_best`.
+    per_task: ``{(method, cell, K): {metric: (tasks,)}}`` as returned by
+    :func:`metarec_ref.eval.evaluate.evaluate_per_task` (methods run on the same tasks of a cell).
+    Columns: cell, K, then those of :func:`compare_to_best`.
     """
-    from metarec_ref.eval.evaluate import _cells, per_task_metrics
-
+    if not per_task:
+        raise ValueError("per_task is empty; build it with evaluate_per_task(methods, tasks)")
+    by_cell: dict[tuple[str, int], dict[str, Mapping[str, Tensor]]] = {}
+    for (name, cell, k), values in per_task.items():
+        by_cell.setdefault((cell, k), {})[name] = values
     frames = []
-    for cell, k, cell_tasks in _cells(tasks):
-        values = {name: per_task_metrics(m, cell_tasks, ks=ks, seed=seed) for name, m in methods.items()}
+    for (cell, k), values in by_cell.items():
         for metric in metrics:
             table = compare_to_best(values, baselines, metric, n_boot, seed)
             table.insert(0, "K", k)

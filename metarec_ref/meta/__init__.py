@@ -6,17 +6,13 @@ Works on any ``nn.Module`` and tensors; imports nothing of the data layer, the m
 from metarec_ref.meta.functional import (
     adapt_task,
     adapt_tasks,
-    BatchedTaskLoss,
     check_inner_loop_args,
     check_task_batch,
-    drop_identity_ops,
     expand_to_tasks,
     fast_weight_totals,
     FastWeights,
+    gradient_outer_step,
     InnerLR,
-    LossFn,
-    masked_bce_loss,
-    masked_mse_loss,
     NonFiniteInnerLoopError,
     ParamFilter,
     raise_if_not_finite,
@@ -26,8 +22,18 @@ from metarec_ref.meta.gradcheck import (
     check_meta_gradient,
     GradCheck,
 )
+from metarec_ref.meta.learners import (
+    Algorithm,
+    ALGORITHMS,
+    build_learner,
+    MetaLearner,
+)
+from metarec_ref.meta.losses import (
+    LossFn,
+    masked_bce_loss,
+    masked_mse_loss,
+)
 from metarec_ref.meta.maml import (
-    FOMAML,
     InnerLoopConfig,
     MAML,
     MetaSGD,
@@ -41,11 +47,19 @@ from metarec_ref.meta.metric_based import (
     Prototypes,
     SupportSet,
 )
+from metarec_ref.meta.tracing import (
+    BatchedTaskLoss,
+    drop_identity_ops,
+    MAX_TRACED_GRAPHS,
+)
 
 __all__ = [
     "adapt_task",
     "adapt_tasks",
+    "Algorithm",
+    "ALGORITHMS",
     "BatchedTaskLoss",
+    "build_learner",
     "check_inner_loop_args",
     "check_meta_gradient",
     "check_task_batch",
@@ -54,8 +68,8 @@ __all__ = [
     "expand_to_tasks",
     "fast_weight_totals",
     "FastWeights",
-    "FOMAML",
     "GradCheck",
+    "gradient_outer_step",
     "InnerLoopConfig",
     "InnerLR",
     "LossFn",
@@ -63,6 +77,8 @@ __all__ = [
     "masked_bce_loss",
     "masked_mse_loss",
     "MatchingNet",
+    "MAX_TRACED_GRAPHS",
+    "MetaLearner",
     "MetaSGD",
     "NonFiniteInnerLoopError",
     "ParamFilter",

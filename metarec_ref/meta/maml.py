@@ -1,6 +1,7 @@
 """MAML and its relatives: first-order MAML, Meta-SGD and Reptile, on any ``nn.Module``.
 
-Every learner is an ``nn.Module`` wrapping a model and shares one protocol:
+Every learner is an ``nn.Module`` wrapping a model and follows
+:class:`~metarec_ref.meta.learners.MetaLearner`:
 
 - ``meta_loss(batch)``: mean query loss after adapting each task on its support set,
   differentiable w.r.t. the learner's meta-parameters (``learner.parameters()``);
@@ -8,19 +9,24 @@ Every learner is an ``nn.Module`` wrapping a model and shares one protocol:
 - ``adapt(batch)``: per-task fast weights (:class:`FastWeights`, leading task dimension);
 - ``score(state, x)``: logits of ``x`` (leaves ``(tasks, n, ...)``) under those fast weights.
 
+A learner is built as ``MAML(model, loss_fn=..., config=..., inner_steps=..., ...)``: every
+argument after the model is a keyword, the inner-loop ones are the fields of
+:class:`InnerLoopConfig` (first-order MAML is ``MAML(model, first_order=True)``).
+
 The inner loop is functional (see :mod:`metarec_ref.meta.functional`): fast weights are dicts
 of tensors passed to ``torch.func.functional_call``, so the wrapped module's parameters are
 never mutated. ``batched=True`` adapts the whole meta-batch in one pass (parameters
 expanded to a ``(tasks, ...)`` dimension, ``vmap`` over the forward only, one gradient of
 the summed task losses); ``batched=False`` loops over tasks. Both give the same numbers.
 ``trace=True`` replays a recorded graph of the batched forward instead of re-running ``vmap``
-at every step (faster, same numbers; see :class:`~metarec_ref.meta.functional.BatchedTaskLoss`).
+at every step (faster, same numbers; see :class:`~metarec_ref.meta.tracing.BatchedTaskLoss`).
 Tasks of unequal size arrive padded with a mask, and every loss is a mask-weighted mean.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -28,10 +34,8 @@ from torch.func import functional_call, vmap
 
 from metarec_ref.batch import Features, TaskBatch, map_features
 from metarec_ref.meta.functional import (
-    BatchedTaskLoss,
     FastWeights,
     InnerLR,
-    LossFn,
     ParamFilter,
     adapt_task,
     adapt_tasks,
@@ -39,11 +43,11 @@ from metarec_ref.meta.functional import (
     check_task_batch,
     fast_weight_totals,
     gradient_outer_step,
-    masked_bce_loss,
-    masked_mse_loss,
     raise_if_not_finite,
     select_params,
 )
+from metarec_ref.meta.losses import LossFn, masked_bce_loss
+from metarec_ref.meta.tracing import BatchedTaskLoss
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,14 @@ class InnerLoopConfig:
 
     def __post_init__(self) -> None:
         check_inner_loop_args(self.inner_steps, self.inner_lr)
+
+    def override(self, **changes) -> "InnerLoopConfig":
+        """A copy with ``changes`` applied; an unknown field raises ValueError naming the valid ones."""
+        valid = [f.name for f in fields(self)]
+        unknown = sorted(set(changes) - set(valid))
+        if unknown:
+            raise ValueError(f"unknown inner-loop option(s) {unknown}; InnerLoopConfig has the fields {valid}")
+        return replace(self, **changes)
 
 
 def _task(x: Features, t: int) -> Features:
@@ -84,30 +96,30 @@ class MAML(nn.Module):
     (``first_order=True`` drops the second-order terms).
     """
 
+    default_config: ClassVar[InnerLoopConfig] = InnerLoopConfig()  # what ``config=None`` means
+
     def __init__(
         self,
         model: nn.Module,
+        *,
         loss_fn: LossFn = masked_bce_loss,
-        inner_steps: int = 1,
-        inner_lr: float = 0.01,
-        first_order: bool = False,
-        adapt: ParamFilter = "all",
-        batched: bool = True,
-        check_finite: bool = True,
-        trace: bool = False,
+        config: InnerLoopConfig | None = None,
+        **inner,
     ):
+        """``inner``: :class:`InnerLoopConfig` fields, applied over ``config`` (or the defaults)."""
         super().__init__()
+        if config is not None and not isinstance(config, InnerLoopConfig):
+            raise ValueError(f"config must be an InnerLoopConfig or None, got {type(config).__name__}")
         self.model = model
         self.loss_fn = loss_fn
-        self.config = InnerLoopConfig(inner_steps, inner_lr, first_order, adapt, batched, check_finite, trace)
+        self.config = (config or self.default_config).override(**inner)
         self._traced_graphs: dict = {}  # input signature -> recorded forward (trace=True)
-        select_params(model, adapt)  # fail now if the filter selects nothing
+        select_params(model, self.config.adapt)  # fail now if the filter selects nothing
 
     @classmethod
-    def from_config(cls, model: nn.Module, config: InnerLoopConfig, loss_fn: LossFn = masked_bce_loss) -> "MAML":
-        """Build the learner from an :class:`InnerLoopConfig`."""
-        return cls(model, loss_fn, config.inner_steps, config.inner_lr, config.first_order,
-                   config.adapt, config.batched, config.check_finite, config.trace)
+    def from_config(cls, model: nn.Module, config: InnerLoopConfig, **kwargs) -> "MAML":
+        """Build the learner from an :class:`InnerLoopConfig`; ``kwargs``: the other keywords."""
+        return cls(model, config=config, **kwargs)
 
     # ------------------------------------------------------------------ inner loop
 
@@ -115,20 +127,29 @@ class MAML(nn.Module):
         """The inner learning rate(s); Meta-SGD returns one learned tensor per parameter."""
         return self.config.inner_lr
 
-    def inner_loop(
-        self, batch: TaskBatch, create_graph: bool, detach_init: bool = False, query: bool = True
-    ) -> tuple[FastWeights, Tensor | None]:
-        """Adapt every task on its support; return fast weights and query losses ``(tasks,)``.
+    def adapt_for_meta_loss(self, batch: TaskBatch) -> tuple[FastWeights, Tensor]:
+        """Fast weights and query losses ``(tasks,)`` that backpropagate to the meta-parameters.
 
-        ``detach_init`` starts from detached parameters (no graph to the model: evaluation
-        and Reptile). ``query=False`` skips the query losses.
+        Second order by default: the graph runs through every inner gradient. With
+        ``first_order`` each inner gradient is a constant, so d(fast weights)/d(start) = I.
         """
+        adapted, frozen = select_params(self.model, self.config.adapt)
+        return self._inner_loop(batch, adapted, frozen, create_graph=not self.config.first_order, query=True)
+
+    def adapt_detached(self, batch: TaskBatch) -> tuple[FastWeights, Tensor]:
+        """Fast weights and query losses from detached meta-parameters: no graph to the model."""
+        adapted, frozen = select_params(self.model, self.config.adapt)
+        start = {k: p.detach() for k, p in adapted.items()}
+        return self._inner_loop(batch, start, frozen, create_graph=False, query=True)
+
+    def _inner_loop(
+        self, batch: TaskBatch, adapted: dict[str, Tensor], frozen: dict[str, Tensor], *,
+        create_graph: bool, query: bool,
+    ) -> tuple[FastWeights, Tensor | None]:
+        """Adapt every task from ``adapted``; the query losses only if ``query`` (else None)."""
         check_task_batch(batch)
         _check_device(self.model, batch)
         cfg = self.config
-        adapted, frozen = select_params(self.model, cfg.adapt)
-        if detach_init:
-            adapted = {k: p.detach() for k, p in adapted.items()}
         lr = self.inner_lr()
         if cfg.batched:
             task_losses = BatchedTaskLoss(self.model, self.loss_fn, frozen, cfg.trace, self._traced_graphs)
@@ -165,11 +186,8 @@ class MAML(nn.Module):
 
     def meta_loss(self, batch: TaskBatch) -> Tensor:
         """Mean query loss after per-task adaptation; backpropagates to the meta-parameters."""
-        _, query_loss = self.inner_loop(batch, create_graph=not self.config.first_order)
+        _, query_loss = self.adapt_for_meta_loss(batch)
         return query_loss.mean()
-
-    def forward(self, batch: TaskBatch) -> Tensor:
-        return self.meta_loss(batch)
 
     def outer_step(self, batch: TaskBatch, optimizer: torch.optim.Optimizer) -> float:
         """One meta-update: zero grads, backpropagate the meta-loss, step the optimizer."""
@@ -177,8 +195,10 @@ class MAML(nn.Module):
 
     def adapt(self, batch: TaskBatch) -> FastWeights:
         """Detached per-task fast weights for evaluation (works under ``torch.no_grad``)."""
+        adapted, frozen = select_params(self.model, self.config.adapt)
+        start = {k: p.detach() for k, p in adapted.items()}
         with torch.enable_grad():
-            state, _ = self.inner_loop(batch, create_graph=False, detach_init=True, query=False)
+            state, _ = self._inner_loop(batch, start, frozen, create_graph=False, query=False)
         return state.detach()
 
     def score(self, state: FastWeights, x: Features) -> Tensor:
@@ -202,23 +222,6 @@ def score_fast_weights(model: nn.Module, state: FastWeights, x: Features) -> Ten
     return vmap(one_task)(state.adapted, x)
 
 
-class FOMAML(MAML):
-    """First-order MAML: the inner gradients are treated as constants (no Hessian terms)."""
-
-    def __init__(
-        self,
-        model: nn.Module,
-        loss_fn: LossFn = masked_bce_loss,
-        inner_steps: int = 1,
-        inner_lr: float = 0.01,
-        adapt: ParamFilter = "all",
-        batched: bool = True,
-        check_finite: bool = True,
-        trace: bool = False,
-    ):
-        super().__init__(model, loss_fn, inner_steps, inner_lr, True, adapt, batched, check_finite, trace)
-
-
 def _lr_key(name: str) -> str:
     # Parameter names may not contain dots inside a ParameterDict.
     return name.replace(".", "__")
@@ -233,21 +236,12 @@ class MetaSGD(MAML):
     """
 
     def __init__(
-        self,
-        model: nn.Module,
-        loss_fn: LossFn = masked_bce_loss,
-        inner_steps: int = 1,
-        inner_lr: float = 0.01,
-        first_order: bool = False,
-        adapt: ParamFilter = "all",
-        batched: bool = True,
-        check_finite: bool = True,
-        trace: bool = False,
+        self, model: nn.Module, *, loss_fn: LossFn = masked_bce_loss, config: InnerLoopConfig | None = None, **inner
     ):
-        super().__init__(model, loss_fn, inner_steps, inner_lr, first_order, adapt, batched, check_finite, trace)
-        adapted, _ = select_params(model, adapt)
+        super().__init__(model, loss_fn=loss_fn, config=config, **inner)
+        adapted, _ = select_params(model, self.config.adapt)
         self.inner_lrs = nn.ParameterDict(
-            {_lr_key(name): nn.Parameter(torch.full_like(p, inner_lr)) for name, p in adapted.items()}
+            {_lr_key(name): nn.Parameter(torch.full_like(p, self.config.inner_lr)) for name, p in adapted.items()}
         )
 
     def inner_lr(self) -> InnerLR:
@@ -264,35 +258,38 @@ class Reptile(MAML):
     Reptile update ``param += outer_lr * (mean_adapted - param)``, and any torch optimizer
     (Adam, ...) can consume the same direction. With ``optimizer=None`` the update uses
     ``self.outer_lr`` directly. ``meta_loss`` is the query loss after adaptation, for
-    monitoring only (detached: Reptile's update is not its gradient).
+    monitoring only (detached: Reptile's update is not its gradient). Reptile is first order by
+    construction: its config has ``first_order=True``, and ``first_order=False`` raises.
     """
+
+    default_config: ClassVar[InnerLoopConfig] = InnerLoopConfig(inner_steps=5, first_order=True)
 
     def __init__(
         self,
         model: nn.Module,
+        *,
         loss_fn: LossFn = masked_bce_loss,
-        inner_steps: int = 5,
-        inner_lr: float = 0.01,
-        adapt: ParamFilter = "all",
-        batched: bool = True,
+        config: InnerLoopConfig | None = None,
         outer_lr: float = 0.1,
-        check_finite: bool = True,
-        trace: bool = False,
+        **inner,
     ):
-        super().__init__(model, loss_fn, inner_steps, inner_lr, True, adapt, batched, check_finite, trace)
+        super().__init__(model, loss_fn=loss_fn, config=config, **inner)
+        if not self.config.first_order:
+            raise ValueError("Reptile is first order by construction; give it first_order=True or leave it out")
         if not isinstance(outer_lr, (int, float)) or not outer_lr > 0:
             raise ValueError(f"outer_lr must be a number > 0, got {outer_lr!r}")
         self.outer_lr = float(outer_lr)
 
     def meta_loss(self, batch: TaskBatch) -> Tensor:
+        """Mean query loss after adaptation, detached: for monitoring, not for backpropagation."""
         with torch.enable_grad():
-            _, query_loss = self.inner_loop(batch, create_graph=False, detach_init=True)
+            _, query_loss = self.adapt_detached(batch)
         return query_loss.detach().mean()
 
     def reptile_direction(self, batch: TaskBatch) -> tuple[dict[str, Tensor], Tensor]:
         """``mean_t(adapted_t) - init`` per adapted parameter, and the mean query loss."""
         with torch.enable_grad():
-            state, query_loss = self.inner_loop(batch, create_graph=False, detach_init=True)
+            state, query_loss = self.adapt_detached(batch)
         adapted, _ = select_params(self.model, self.config.adapt)
         direction = {k: state.adapted[k].detach().mean(0) - p.detach() for k, p in adapted.items()}
         return direction, query_loss.detach().mean()
@@ -313,15 +310,4 @@ class Reptile(MAML):
         return float(loss)
 
 
-__all__ = [
-    "FOMAML",
-    "MAML",
-    "FastWeights",
-    "InnerLoopConfig",
-    "MetaSGD",
-    "Reptile",
-    "masked_bce_loss",
-    "masked_mse_loss",
-    "score_fast_weights",
-    "select_params",
-]
+__all__ = ["InnerLoopConfig", "MAML", "MetaSGD", "Reptile", "score_fast_weights"]

@@ -4,7 +4,8 @@ Both embed events with an ``encoder`` (any ``nn.Module`` mapping features with l
 ``(n, ...)`` to embeddings ``(n, d)``) and adapt to a task without gradient steps: the
 support set's labelled events *are* the adaptation. They follow the same protocol as
 :class:`metarec_ref.meta.maml.MAML` (``meta_loss``, ``outer_step``, ``adapt``, ``score``), so
-they run on the same :class:`~metarec_ref.batch.TaskBatch` meta-batches.
+they run on the same :class:`~metarec_ref.batch.TaskBatch` meta-batches. Like the
+gradient-based learners, they take every argument after the encoder as a keyword.
 
 Padding: support and query are padded to common sizes with a mask (True = real event).
 Padded support events get zero weight in prototypes and zero attention; padded query
@@ -21,7 +22,8 @@ from torch import Tensor, nn
 from torch.func import vmap
 
 from metarec_ref.batch import Features, TaskBatch
-from metarec_ref.meta.functional import LossFn, check_task_batch, gradient_outer_step, masked_bce_loss
+from metarec_ref.meta.functional import check_task_batch, gradient_outer_step
+from metarec_ref.meta.losses import LossFn, masked_bce_loss
 
 
 def embed_events(encoder: nn.Module, x: Features) -> Tensor:
@@ -57,7 +59,7 @@ def _check_task_count(x: Features, num_tasks: int) -> None:
 class _MetricLearner(nn.Module):
     """Shared protocol: the meta-loss is the query loss of ``score(adapt(batch), query_x)``."""
 
-    def __init__(self, encoder: nn.Module, loss_fn: LossFn = masked_bce_loss):
+    def __init__(self, encoder: nn.Module, *, loss_fn: LossFn = masked_bce_loss):
         super().__init__()
         self.encoder = encoder
         self.loss_fn = loss_fn
@@ -72,9 +74,6 @@ class _MetricLearner(nn.Module):
         """Mean per-task query loss; backpropagates to the encoder (and temperature)."""
         logits = self.score(self.adapt(batch), batch.query_x)
         return _per_task_loss(self.loss_fn, logits, batch.query_y, batch.query_mask).mean()
-
-    def forward(self, batch: TaskBatch) -> Tensor:
-        return self.meta_loss(batch)
 
     def outer_step(self, batch: TaskBatch, optimizer: torch.optim.Optimizer) -> float:
         """One meta-update: zero grads, backpropagate the meta-loss, step the optimizer."""
@@ -151,11 +150,12 @@ class MatchingNet(_MetricLearner):
     def __init__(
         self,
         encoder: nn.Module,
+        *,
         loss_fn: LossFn = masked_bce_loss,
         init_temperature: float = 10.0,
         eps: float = 1e-4,
     ):
-        super().__init__(encoder, loss_fn)
+        super().__init__(encoder, loss_fn=loss_fn)
         if not init_temperature > 0:
             raise ValueError(f"init_temperature must be > 0, got {init_temperature!r}")
         if not 0 < eps < 0.5:

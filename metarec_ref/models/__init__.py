@@ -4,14 +4,13 @@ They know no meta-learning algorithm and no data loader; they read the task-batc
 """
 
 from metarec_ref.models.item_item import (
+    expand_support_items,
     FEATURE_NAMES,
-    holdout_users,
     ItemItemScorer,
     mix_hard_negatives,
     sampled_softmax_loss,
     support_item_codes,
     SUPPORT_ITEMS,
-    with_support_items,
 )
 from metarec_ref.models.layers import (
     check_spec,
@@ -37,10 +36,10 @@ __all__ = [
     "check_spec",
     "CIN",
     "EventEncoder",
+    "expand_support_items",
     "FEATURE_NAMES",
     "FieldEmbeddings",
     "flatten_features",
-    "holdout_users",
     "ItemItemScorer",
     "MeLU",
     "mix_hard_negatives",
@@ -53,6 +52,5 @@ __all__ = [
     "support_item_codes",
     "SUPPORT_ITEMS",
     "WideAndDeep",
-    "with_support_items",
     "XDeepFM",
 ]

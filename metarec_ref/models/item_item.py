@@ -17,9 +17,10 @@ Meta-SGD adapt the head per task (``adapt="head"``): *how much to trust each sig
 task changes; the embeddings are meta-learned in the outer loop only.
 
 Support items reach the model as one more feature key, ``support_items``, of shape
-``(..., K)`` (item codes, 0 = none) next to ``item``; :func:`with_support_items` adds it to a
-:class:`~metarec_ref.batch.TaskBatch` or :class:`~metarec_ref.eval.evaluate.EvalTasks`. A candidate
-never counts itself (leave-one-out), so the inner loop on the support set is not trivial.
+``(..., K)`` (item codes, 0 = none) next to ``item``: :func:`support_item_codes` reads them off a
+:class:`~metarec_ref.batch.TaskBatch` and :func:`expand_support_items` adds them to a feature dict
+(:func:`metarec_ref.recipes.online_retail.with_support_items` does both for whole tasks). A
+candidate never counts itself (leave-one-out), so the inner loop on the support set is not trivial.
 
 :func:`mix_hard_negatives` swaps part of the sampled negatives of meta-training tasks for items
 close to the support (the ones full ranking must beat); :func:`sampled_softmax_loss` is a
@@ -27,14 +28,12 @@ ranking-style loss (each positive against all of its task's sampled negatives) t
 the per-event BCE as the learner's ``loss_fn``.
 
 Leakage note: fit the similarity for meta-training on events that exclude the meta-training
-tasks' own users (:func:`holdout_users`), then switch to the similarity fitted on all
-meta-training events for evaluation (:meth:`ItemItemScorer.set_similarity`).
+tasks' own users (:func:`metarec_ref.data.splits.holdout_users`), then switch to the similarity
+fitted on all meta-training events for evaluation (:meth:`ItemItemScorer.set_similarity`).
 """
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -61,34 +60,13 @@ def support_item_codes(batch: TaskBatch, max_items: int | None = None) -> Tensor
     return codes[:, :width]
 
 
-def _add(x: Features, codes: Tensor) -> dict[str, Tensor]:
+def expand_support_items(x: Features, codes: Tensor) -> dict[str, Tensor]:
+    """``x`` plus ``support_items``: the task's ``codes`` ``(tasks, K)`` for each of its ``n`` items."""
     if not isinstance(x, dict):
         raise ValueError("support items need feature dicts (with an 'item' key)")
     n = x["item"].shape[1]
     # A stride-0 view: one copy of the support items per task, whatever n is.
     return {**x, SUPPORT_ITEMS: codes[:, None, :].expand(codes.shape[0], n, codes.shape[1])}
-
-
-def with_support_items(tasks, max_items: int | None = None, max_support_events: int | None = None):
-    """A copy of a TaskBatch / EvalTasks whose feature dicts also hold ``support_items``
-    ``(tasks, n, K)``: the task's positive support items (at most ``max_items``).
-
-    ``max_support_events`` then keeps only the first support events (negatives included) for the
-    inner loop, so a task with a huge first basket stays cheap to adapt; the support items are
-    taken from the whole support set before that cut.
-    """
-    from metarec_ref.eval.evaluate import EvalTasks
-
-    batch = tasks.batch if isinstance(tasks, EvalTasks) else tasks
-    codes = support_item_codes(batch, max_items)
-    cut = slice(None, max_support_events)
-    support_x = {k: v[:, cut] for k, v in batch.support_x.items()}
-    out = TaskBatch(_add(support_x, codes), batch.support_y[:, cut], batch.support_mask[:, cut],
-                    _add(batch.query_x, codes), batch.query_y, batch.query_mask, batch.task_ids)
-    if isinstance(tasks, EvalTasks):
-        cand = None if tasks.candidates_x is None else _add(tasks.candidates_x, codes)
-        return EvalTasks(out, cand, tasks.candidates, tasks.relevant)
-    return out
 
 
 def _hard_part(x: dict[str, Tensor], y: Tensor, mask: Tensor, pool: Tensor, share: float,
@@ -116,7 +94,7 @@ def mix_hard_negatives(
 
     Full ranking is decided among such items; uniform negatives are mostly easy. Only ``item``
     (and ``category`` via ``item_category``) change, so use it with models that read item codes.
-    Call it before :func:`with_support_items`.
+    Call it before :func:`metarec_ref.recipes.online_retail.with_support_items`.
     """
     if not 0 <= share <= 1:
         raise ValueError(f"share must be in [0, 1], got {share}")
@@ -136,21 +114,6 @@ def mix_hard_negatives(
     query_x = _hard_part(batch.query_x, batch.query_y, batch.query_mask, pool, share, item_category, generator)
     return TaskBatch(support_x, batch.support_y, batch.support_mask, query_x, batch.query_y,
                      batch.query_mask, batch.task_ids)
-
-
-def holdout_users(events: pd.DataFrame, fraction: float = 0.3, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split events by user: ``(fit_events, task_events)``; ``fraction`` of users go to the tasks.
-
-    Fit the item-item similarity on ``fit_events`` and cut meta-training tasks from
-    ``task_events``, so a task's own co-purchases are not inside the similarity it reads.
-    """
-    if not 0 < fraction < 1:
-        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
-    users = np.sort(pd.unique(events["user_id"]))
-    rng = np.random.default_rng(seed)
-    chosen = rng.random(len(users)) < fraction
-    is_task = events["user_id"].isin(users[chosen]).to_numpy()
-    return events[~is_task], events[is_task]
 
 
 def sampled_softmax_loss(logits: Tensor, y: Tensor, mask: Tensor) -> Tensor:
@@ -236,7 +199,7 @@ class ItemItemScorer(nn.Module):
             got = list(x) if isinstance(x, dict) else type(x).__name__
             raise ValueError(
                 f"ItemItemScorer needs a feature dict with 'item' and '{SUPPORT_ITEMS}'; got {got}. "
-                "Add the support items with with_support_items(batch)"
+                "Add the support items with with_support_items(tasks) of metarec_ref.recipes"
             )
         lead = x["item"].shape
         sup_all = x[SUPPORT_ITEMS]
@@ -284,9 +247,8 @@ __all__ = [
     "FEATURE_NAMES",
     "ItemItemScorer",
     "SUPPORT_ITEMS",
-    "holdout_users",
+    "expand_support_items",
     "mix_hard_negatives",
     "sampled_softmax_loss",
     "support_item_codes",
-    "with_support_items",
 ]

@@ -21,15 +21,24 @@ from metarec_ref.recipes.online_retail import (
     stack_seeds,
     train_item_item_global,
     with_item_item_features,
+    with_support_items,
+)
+from metarec_ref.recipes.pipeline import (
+    build_cold_start_tasks,
+    COLD_START_STAGES,
+    ColdStartTasks,
 )
 
 __all__ = [
     "BASELINES",
+    "build_cold_start_tasks",
     "ClassicalBaselines",
     "ClassicalGrid",
     "CLEANING_STEPS",
+    "COLD_START_STAGES",
     "ColdStartConfig",
     "ColdStartResult",
+    "ColdStartTasks",
     "item_item_training_batch",
     "ItemItemConfig",
     "ItemItemInputs",
@@ -42,4 +51,5 @@ __all__ = [
     "stack_seeds",
     "train_item_item_global",
     "with_item_item_features",
+    "with_support_items",
 ]

@@ -9,6 +9,8 @@ The protocol of the Online Retail chapter, usable on any validated log with a ``
   definition (:mod:`metarec_ref.data.sessions`) and support size K.
 - :class:`ClassicalBaselines`: item-kNN, EASE and recent popularity fitted once for every value of
   their grids; :meth:`ClassicalBaselines.tune` picks each on validation tasks.
+- :func:`with_support_items` / :func:`with_item_item_features`: tasks with the support items the
+  item-item scorer reads.
 - :func:`meta_train_item_item` / :func:`train_item_item_global`: the
   :class:`~metarec_ref.models.item_item.ItemItemScorer` meta-trained with MAML or Meta-SGD, or trained on
   pooled events (the global model); both read the similarity fitted without the training tasks'
@@ -52,7 +54,12 @@ from metarec_ref.eval.metrics import bootstrap_ci
 from metarec_ref.eval.paired import compare_to_best
 from metarec_ref.meta.functional import masked_bce_loss
 from metarec_ref.meta.maml import MAML, MetaSGD
-from metarec_ref.models.item_item import ItemItemScorer, sampled_softmax_loss, with_support_items
+from metarec_ref.models.item_item import (
+    ItemItemScorer,
+    expand_support_items,
+    sampled_softmax_loss,
+    support_item_codes,
+)
 from metarec_ref.train.meta_trainer import MetaTrainConfig, MetaTrainer
 
 CLEANING_STEPS = ("raw rows", "cancellations", "no customer id", "quantity <= 0", "non-product codes",
@@ -191,6 +198,29 @@ class ItemItemInputs:
     item_category: Tensor = field(repr=False)
 
 
+def with_support_items(tasks: TaskBatch | EvalTasks, max_items: int | None = None,
+                       max_support_events: int | None = None) -> TaskBatch | EvalTasks:
+    """A copy of a TaskBatch / EvalTasks whose feature dicts also hold ``support_items``
+    ``(tasks, n, K)``: the task's positive support items (at most ``max_items``).
+
+    ``max_support_events`` then keeps only the first support events (negatives included) for the
+    inner loop, so a task with a huge first basket stays cheap to adapt; the support items are
+    taken from the whole support set before that cut.
+    """
+    batch = tasks.batch if isinstance(tasks, EvalTasks) else tasks
+    codes = support_item_codes(batch, max_items)
+    cut = slice(None, max_support_events)
+    support_x = {k: v[:, cut] for k, v in batch.support_x.items()}
+    out = TaskBatch(
+        expand_support_items(support_x, codes), batch.support_y[:, cut], batch.support_mask[:, cut],
+        expand_support_items(batch.query_x, codes), batch.query_y, batch.query_mask, batch.task_ids,
+    )
+    if isinstance(tasks, EvalTasks):
+        cand = None if tasks.candidates_x is None else expand_support_items(tasks.candidates_x, codes)
+        return EvalTasks(out, cand, tasks.candidates, tasks.relevant)
+    return out
+
+
 def with_item_item_features(tasks, config: ItemItemConfig):
     """Tasks (TaskBatch or EvalTasks) with the support items the scorer reads."""
     return with_support_items(tasks, config.max_support_items, config.max_support_events)
@@ -221,7 +251,7 @@ def meta_train_item_item(inputs: ItemItemInputs, train_batch: TaskBatch, val_tas
     model = _scorer(inputs, train_batch, config)
     cls = MAML if config.algorithm == "maml" else MetaSGD
     loss_fn = sampled_softmax_loss if config.loss == "softmax" else masked_bce_loss
-    learner = cls(model, loss_fn, inner_steps=config.inner_steps, inner_lr=config.inner_lr, adapt="head")
+    learner = cls(model, loss_fn=loss_fn, inner_steps=config.inner_steps, inner_lr=config.inner_lr, adapt="head")
     outer = MetaTrainConfig(meta_batch_size=config.meta_batch_size, outer_lr=config.outer_lr,
                             meta_steps=config.meta_steps, eval_every=config.eval_every,
                             patience=config.patience, monitor="val_auc", seed=seed)
@@ -291,4 +321,5 @@ __all__ = [
     "stack_seeds",
     "train_item_item_global",
     "with_item_item_features",
+    "with_support_items",
 ]

@@ -1,7 +1,7 @@
 """The meta-trainer: meta-batches, Adam outer loop, validation, early stopping, checkpoints.
 
-:class:`MetaTrainer` drives any learner of the shared protocol (``outer_step(batch, optimizer)``,
-``adapt``, ``score``; an ``nn.Module``). Every ``eval_every`` steps it adapts the learner on
+:class:`MetaTrainer` drives any :class:`~metarec_ref.meta.learners.MetaLearner` that is an
+``nn.Module`` (``outer_step(batch, optimizer)``, ``adapt``, ``score``). Every ``eval_every`` steps it adapts the learner on
 validation tasks and records the mean query loss and AUC; it stops when the monitored value has
 not improved for ``patience`` evaluations and (by default) restores the best meta-parameters.
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import os
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import pandas as pd
@@ -28,9 +28,8 @@ from tqdm.auto import tqdm
 
 from metarec_ref.batch import TaskBatch
 from metarec_ref.eval.metrics import per_task_auc
-from metarec_ref.meta.functional import LossFn, NonFiniteInnerLoopError, masked_bce_loss
-from metarec_ref.meta.maml import FOMAML, MAML, InnerLoopConfig, MetaSGD, Reptile
-from metarec_ref.meta.metric_based import MatchingNet, ProtoNet
+from metarec_ref.meta.functional import NonFiniteInnerLoopError
+from metarec_ref.meta.losses import masked_bce_loss
 from metarec_ref.runtime import progress_disabled
 
 CHECKPOINT_FORMAT = 1
@@ -65,34 +64,6 @@ class MetaTrainConfig:
             raise ValueError(f"patience must be >= 1 or None, got {self.patience!r}")
         if self.monitor not in ("val_loss", "val_auc"):
             raise ValueError(f"monitor must be 'val_loss' or 'val_auc', got {self.monitor!r}")
-
-
-ALGORITHMS = ("maml", "fomaml", "metasgd", "reptile", "protonet", "matchingnet")
-
-
-def build_learner(
-    algorithm: str,
-    model: nn.Module,
-    inner: InnerLoopConfig | None = None,
-    loss_fn: LossFn = masked_bce_loss,
-    **kwargs,
-) -> nn.Module:
-    """A learner by name (a notebook parameter): one of :data:`ALGORITHMS`.
-
-    ``model`` is the base model, or the event encoder for ``protonet`` / ``matchingnet`` (which
-    take no inner loop). ``kwargs`` go to the learner (e.g. Reptile's ``outer_lr``).
-    """
-    inner = inner or InnerLoopConfig()
-    gradient_based = {"maml": MAML, "fomaml": FOMAML, "metasgd": MetaSGD, "reptile": Reptile}
-    if algorithm in ("protonet", "matchingnet"):
-        return (ProtoNet if algorithm == "protonet" else MatchingNet)(model, loss_fn, **kwargs)
-    if algorithm not in gradient_based:
-        raise ValueError(f"unknown algorithm {algorithm!r}; choose one of {list(ALGORITHMS)}")
-    args = dict(inner_steps=inner.inner_steps, inner_lr=inner.inner_lr, adapt=inner.adapt,
-                batched=inner.batched, check_finite=inner.check_finite, trace=inner.trace)
-    if algorithm in ("maml", "metasgd"):
-        args["first_order"] = inner.first_order
-    return gradient_based[algorithm](model, loss_fn, **args, **kwargs)
 
 
 def validation_metrics(
@@ -139,8 +110,34 @@ def _set_rng_state(state: dict, generator: torch.Generator) -> None:
     generator.set_state(state["sampler"])
 
 
-def _clone_state(module: nn.Module) -> dict[str, Tensor]:
+def clone_state(module: nn.Module) -> dict[str, Tensor]:
+    """A detached copy of ``module.state_dict()``, safe from later in-place updates."""
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+@dataclass
+class EarlyStopping:
+    """The best monitored score so far (lower is better), when it came, and the weights then."""
+
+    best_score: float = math.inf
+    best_step: int = -1
+    evals_since_best: int = 0
+    best_state: dict[str, Tensor] | None = None
+    stopped: bool = False
+
+    def update(self, score: float, step: int, learner: nn.Module, patience: int | None) -> None:
+        """Record one evaluation; stop after ``patience`` evaluations without improvement."""
+        if score < self.best_score:
+            self.best_score, self.best_step, self.evals_since_best = score, step, 0
+            self.best_state = clone_state(learner)
+            return
+        self.evals_since_best += 1
+        if patience is not None and self.evals_since_best >= patience:
+            self.stopped = True
+
+    def state_dict(self) -> dict:
+        # Shallow: the tensors of best_state are already private copies.
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 class MetaTrainer:
@@ -165,7 +162,7 @@ class MetaTrainer:
         self.config = config or MetaTrainConfig()
         if not hasattr(learner, "outer_step"):
             raise ValueError(
-                f"learner {type(learner).__name__} has no outer_step(batch, optimizer); see metarec_ref.meta.maml"
+                f"learner {type(learner).__name__} has no outer_step(batch, optimizer); see metarec_ref.meta.MetaLearner"
             )
         if train_tasks.num_tasks < self.config.meta_batch_size:
             raise ValueError(
@@ -187,11 +184,7 @@ class MetaTrainer:
         self.step = 0
         self.rows: list[dict] = []
         self._train_losses: list[float] = []
-        self.best_score = math.inf
-        self.best_step = -1
-        self.best_state: dict[str, Tensor] | None = None
-        self.evals_since_best = 0
-        self.stopped = False
+        self.early_stopping = EarlyStopping()
 
     @property
     def history(self) -> pd.DataFrame:
@@ -213,13 +206,7 @@ class MetaTrainer:
             except NonFiniteInnerLoopError as err:
                 raise TrainingDivergedError(f"meta-training diverged by step {self.step} (validation): {err}") from err
             score = row[self.config.monitor] * (-1 if self.config.monitor == "val_auc" else 1)
-            if score < self.best_score:
-                self.best_score, self.best_step, self.evals_since_best = score, self.step, 0
-                self.best_state = _clone_state(self.learner)
-            else:
-                self.evals_since_best += 1
-                if self.config.patience is not None and self.evals_since_best >= self.config.patience:
-                    self.stopped = True
+            self.early_stopping.update(score, self.step, self.learner, self.config.patience)
         self.rows.append(row)
 
     def fit(self, until: int | None = None) -> pd.DataFrame:
@@ -229,7 +216,7 @@ class MetaTrainer:
         self.learner.train()
         bar = tqdm(total=cfg.meta_steps, initial=self.step, desc="meta-training", disable=self.disable)
         try:
-            while self.step < end and not self.stopped:
+            while self.step < end and not self.early_stopping.stopped:
                 batch = self.sample_batch()
                 try:
                     loss = self.learner.outer_step(batch, self.optimizer)
@@ -250,9 +237,9 @@ class MetaTrainer:
                     self.save_checkpoint(self.checkpoint_path)
         finally:
             bar.close()
-        finished = self.step >= cfg.meta_steps or self.stopped
-        if finished and cfg.restore_best and self.best_state is not None:
-            self.learner.load_state_dict(self.best_state)
+        best = self.early_stopping
+        if (self.step >= cfg.meta_steps or best.stopped) and cfg.restore_best and best.best_state is not None:
+            self.learner.load_state_dict(best.best_state)
         return self.history
 
     # ------------------------------------------------------------------ checkpoints
@@ -263,18 +250,12 @@ class MetaTrainer:
             "format": CHECKPOINT_FORMAT,
             "config": asdict(self.config),
             "step": self.step,
-            "learner": _clone_state(self.learner),
+            "learner": clone_state(self.learner),
             "optimizer": self.optimizer.state_dict(),
             "rng": _rng_state(self.generator),
             "history": [dict(r) for r in self.rows],
             "train_losses": list(self._train_losses),
-            "early_stopping": {
-                "best_score": self.best_score,
-                "best_step": self.best_step,
-                "best_state": self.best_state,
-                "evals_since_best": self.evals_since_best,
-                "stopped": self.stopped,
-            },
+            "early_stopping": self.early_stopping.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -295,9 +276,7 @@ class MetaTrainer:
         self.step = int(state["step"])
         self.rows = [dict(r) for r in state["history"]]
         self._train_losses = list(state["train_losses"])
-        es = state["early_stopping"]
-        self.best_score, self.best_step = es["best_score"], es["best_step"]
-        self.best_state, self.evals_since_best, self.stopped = es["best_state"], es["evals_since_best"], es["stopped"]
+        self.early_stopping = EarlyStopping(**state["early_stopping"])
 
     def save_checkpoint(self, path: str | os.PathLike) -> None:
         """Write a checkpoint atomically (a crash mid-write leaves the previous one intact)."""
@@ -314,10 +293,10 @@ class MetaTrainer:
 
 
 __all__ = [
-    "ALGORITHMS",
+    "EarlyStopping",
     "MetaTrainConfig",
     "MetaTrainer",
     "TrainingDivergedError",
-    "build_learner",
+    "clone_state",
     "validation_metrics",
 ]

@@ -6,8 +6,16 @@ import pytest
 import torch
 
 from metarec_ref.batch import TaskBatch
-from metarec_ref.eval import aggregate_seeds, compare_to_best, paired_bootstrap, paired_comparison, verdict
-from metarec_ref.eval import EvalTasks
+from metarec_ref.eval import (
+    EvalTasks,
+    aggregate_seeds,
+    compare_to_best,
+    evaluate_per_task,
+    paired_bootstrap,
+    paired_comparison,
+    per_task_metrics,
+    verdict,
+)
 
 
 def test_verdict_reads_the_ci():
@@ -93,19 +101,49 @@ class ConstantScorer:
         return self.scores[x["item"]]
 
 
-def test_paired_comparison_runs_methods_on_eval_tasks():
-    t, n = 30, 5
+def ranking_cell(t=30, n=5):
+    """Tasks whose only relevant item is 2, ranked among all n items."""
     ones = torch.ones(t, 1)
     batch = TaskBatch({"item": torch.ones(t, 1, dtype=torch.int64)}, ones, ones.bool(),
                       {"item": torch.full((t, 1), 2)}, ones, ones.bool())
     relevant = torch.zeros(t, n, dtype=torch.bool)
     relevant[:, 2] = True
-    tasks = EvalTasks(batch, {"item": torch.arange(n).expand(t, n)}, torch.ones(t, n, dtype=torch.bool), relevant)
+    return EvalTasks(batch, {"item": torch.arange(n).expand(t, n)}, torch.ones(t, n, dtype=torch.bool), relevant)
+
+
+def test_paired_comparison_reads_per_task_results():
     methods = {"good": ConstantScorer([0, 0, 5, 1, 2]), "bad": ConstantScorer([0, 0, 1, 5, 2])}
-    table = paired_comparison(methods, {("new users", 5): tasks}, baselines=["bad"], n_boot=100)
+    per_task = evaluate_per_task(methods, {("new users", 5): ranking_cell()})
+    table = paired_comparison(per_task, baselines=["bad"], n_boot=100)
     row = table.set_index("method").loc["good"]
     assert row["K"] == 5 and row["cell"] == "new users" and row["verdict"] == "better"
     assert row["diff"] == pytest.approx(1 - 1 / np.log2(4))
+
+
+def test_paired_comparison_matches_running_the_methods_per_cell():
+    # Noisy scores, so the bootstrap CIs are not degenerate; two cells, two support sizes.
+    rng = np.random.default_rng(0)
+    methods = {name: ConstantScorer(rng.normal(size=5)) for name in ("a", "b", "c")}
+    tasks = {"cold": {3: ranking_cell(20), 5: ranking_cell(12)}, "warm": {3: ranking_cell(9)}}
+    # A method's score per task varies through the task's own candidate set.
+    for by_k in tasks.values():
+        for cell_tasks in by_k.values():
+            cell_tasks.candidates[:, 0] = torch.from_numpy(rng.random(cell_tasks.candidates.shape[0]) < 0.5)
+            cell_tasks.candidates[:, 3] = torch.from_numpy(rng.random(cell_tasks.candidates.shape[0]) < 0.5)
+    per_task = evaluate_per_task(methods, tasks, seed=4)
+    table = paired_comparison(per_task, baselines=["b", "c"], metrics=("ndcg@10", "hr@10"), n_boot=300, seed=4)
+    expected = []
+    for cell, by_k in tasks.items():
+        for k, cell_tasks in by_k.items():
+            values = {name: per_task_metrics(m, cell_tasks, seed=4) for name, m in methods.items()}
+            for metric in ("ndcg@10", "hr@10"):
+                frame = compare_to_best(values, ["b", "c"], metric, n_boot=300, seed=4)
+                expected.append(frame.assign(cell=cell, K=k))
+    expected = pd.concat(expected, ignore_index=True)[list(table.columns)]
+    pd.testing.assert_frame_equal(table, expected, check_exact=True)
+    assert list(table.columns[:2]) == ["cell", "K"]
+    with pytest.raises(ValueError, match="empty"):
+        paired_comparison({}, baselines=["b"])
 
 
 def test_aggregate_seeds_reports_mean_and_spread():

@@ -60,8 +60,16 @@ def test_timezones_become_naive_utc():
 
 def test_epoch_seconds_with_unit():
     df = shop_log().rename(columns=MAPPING)
-    df["timestamp"] = np.arange(6) * 86_400
+    df["timestamp"] = 1_700_000_000 + np.arange(6) * 86_400
     out = validate_events(df, timestamp_unit="s")
+    assert out["timestamp"].iloc[-1] == pd.Timestamp("2023-11-19 22:13:20")
+
+
+def test_relative_seconds_warn_about_the_unit():
+    df = shop_log().rename(columns=MAPPING)
+    df["timestamp"] = np.arange(6) * 86_400
+    with pytest.warns(UserWarning, match="timestamp_unit"):
+        out = validate_events(df, timestamp_unit="s")
     assert out["timestamp"].iloc[-1] == pd.Timestamp("1970-01-06")
 
 

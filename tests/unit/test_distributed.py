@@ -11,23 +11,23 @@ import pytest
 import torch
 
 from metarec_ref.batch import FeatureSpec, TaskBatch
-from metarec_ref.train.distributed import main
+from metarec_ref.data import load_tasks, save_tasks
+from metarec_ref.meta import MAML, Reptile
+from metarec_ref.models import MLP
+from metarec_ref.recipes.distributed_cli import DistributedRunConfig
+from metarec_ref.recipes.distributed_cli import main
 from metarec_ref.train import (
     AllReduceOptimizer,
     DistributedContext,
     DistributedMetaTrainer,
-    DistributedRunConfig,
+    MetaTrainConfig,
+    MetaTrainer,
     init_distributed,
-    load_tasks,
     local_env,
     run_local,
-    save_tasks,
     shard,
     shutdown_distributed,
 )
-from metarec_ref.meta import MAML, Reptile
-from metarec_ref.models import MLP
-from metarec_ref.train import MetaTrainConfig, MetaTrainer
 
 SPEC = FeatureSpec(n_items=30, n_categories=5, n_scenarios=3, n_dense=1)
 STEPS = 6
@@ -225,7 +225,7 @@ def test_torchrun_two_ranks_on_loopback(tmp_path):
         env.pop(name, None)
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
                f"--master_addr={env['MASTER_ADDR']}", f"--master_port={env['MASTER_PORT']}",
-               "-m", "metarec_ref.train.distributed", "--config", str(config)]
+               "-m", "metarec_ref.recipes.distributed_cli", "--config", str(config)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads(result.read_text())

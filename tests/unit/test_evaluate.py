@@ -9,11 +9,22 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from metarec_ref.eval import FineTune, GlobalModel, Popularity, UserMean
-from metarec_ref.eval import RESULT_COLUMNS, EvalTasks, evaluate, inner_steps_curve, per_task_metrics
+from metarec_ref.book import plot_history, plot_metric_vs_inner_steps, plot_metric_vs_k
+from metarec_ref.eval import (
+    RESULT_COLUMNS,
+    EvalTasks,
+    FineTune,
+    GlobalModel,
+    Popularity,
+    UserMean,
+    evaluate,
+    evaluate_per_task,
+    inner_steps_curve,
+    per_task_metrics,
+    results_table,
+)
 from metarec_ref.meta import MAML
 from metarec_ref.models import MLP
-from metarec_ref.book import plot_history, plot_metric_vs_inner_steps, plot_metric_vs_k
 from tests.unit.helpers import SPEC, catalog_features, toy_tasks, toy_world  # noqa: E402
 
 
@@ -73,6 +84,20 @@ def test_evaluate_is_deterministic_and_chunking_invariant(setup):
     a = evaluate({"MAML": methods["MAML"]}, tasks, n_boot=100, disable=True)
     b = evaluate({"MAML": methods["MAML"]}, tasks, n_boot=100, chunk_size=7, disable=True)
     pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-5)
+
+
+def test_per_task_results_keep_every_run_and_summarise_to_the_table(setup):
+    _, methods, tasks = setup
+    per_task = evaluate_per_task(methods, tasks, ks=(5,), disable=True)
+    assert list(per_task) == [(m, c, k) for m in methods for c, k in (("new_user", 3), ("new_user", 8), ("warm", 8))]
+    assert per_task[("MAML", "new_user", 3)]["ndcg@5"].shape == (30,)
+    direct = per_task_metrics(methods["MAML"], tasks["new_user"][3], ks=(5,))
+    for metric, values in per_task[("MAML", "new_user", 3)].items():
+        torch.testing.assert_close(values, direct[metric], rtol=0, atol=0, equal_nan=True)
+    table = evaluate(methods, tasks, ks=(5,), n_boot=100, disable=True)
+    pd.testing.assert_frame_equal(results_table(per_task, n_boot=100), table, check_exact=True)
+    with pytest.raises(ValueError, match="empty"):
+        results_table({})
 
 
 def test_ranking_excludes_support_items_and_popularity_ranks(setup):
@@ -138,11 +163,15 @@ def test_inner_steps_curve_and_plots(setup):
 
 def test_end_to_end_with_the_data_layer():
     """Synthetic log -> temporal split -> tasks -> meta-training -> full-ranking evaluation."""
-    from metarec_ref.data import Encoders, validate_events
+    from metarec_ref.data import (
+        Encoders,
+        build_user_tasks,
+        generate,
+        temporal_cold_start_split,
+        to_task_batch,
+        validate_events,
+    )
     from metarec_ref.eval import cold_start_eval_tasks
-    from metarec_ref.data import temporal_cold_start_split
-    from metarec_ref.data import generate
-    from metarec_ref.data import build_user_tasks, to_task_batch
     from metarec_ref.train import MetaTrainConfig, MetaTrainer
 
     events = validate_events(generate(n_users=300, n_items=200, n_interactions=8000, seed=0).events)

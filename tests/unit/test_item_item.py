@@ -1,26 +1,36 @@
 """The item-item meta-learner: support items in the features, leave-one-out, MAML training."""
 
+import ast
+from pathlib import Path
+
+import pandas as pd
 import pytest
 import torch
 
 from metarec_ref.batch import TaskBatch
-from metarec_ref.eval import ItemKNN, RecentPopularity, cooccurrence
-from metarec_ref.data import Encoders, validate_events
-from metarec_ref.eval import EvalTasks, per_task_metrics
+from metarec_ref.data import (
+    Encoders,
+    build_user_tasks,
+    generate,
+    holdout_users,
+    ranking_targets,
+    temporal_cold_start_split,
+    to_task_batch,
+    validate_events,
+)
+from metarec_ref.eval import EvalTasks, ItemKNN, RecentPopularity, cooccurrence, per_task_metrics
+from metarec_ref.meta import MAML
 from metarec_ref.models import (
     FEATURE_NAMES,
     SUPPORT_ITEMS,
     ItemItemScorer,
-    holdout_users,
+    expand_support_items,
+    item_item,
     mix_hard_negatives,
     sampled_softmax_loss,
     support_item_codes,
-    with_support_items,
 )
-from metarec_ref.meta import MAML
-from metarec_ref.data import temporal_cold_start_split
-from metarec_ref.data import generate
-from metarec_ref.data import build_user_tasks, ranking_targets, to_task_batch
+from metarec_ref.recipes import with_support_items
 from metarec_ref.train import MetaTrainConfig, MetaTrainer
 
 
@@ -43,6 +53,35 @@ def test_support_items_are_positive_real_and_left_aligned():
     assert torch.equal(batch.query_x[SUPPORT_ITEMS][1, 0], torch.tensor([4, 0]))
     short = with_support_items(tiny_batch(), max_support_events=1)
     assert short.support_mask.shape == (2, 1) and short.support_x[SUPPORT_ITEMS][0, 0].tolist() == [3, 1]
+
+
+def test_item_item_is_a_pure_model_module():
+    tree = ast.parse(Path(item_item.__file__).read_text(encoding="utf-8"))
+    imported = {alias.name.split(".")[0] if isinstance(node, ast.Import) else node.module
+                for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
+                for alias in node.names}
+    assert imported <= {"__future__", "torch", "torch.nn.functional", "metarec_ref.batch"}, imported
+
+
+def test_support_items_reach_every_candidate_of_eval_tasks():
+    batch = tiny_batch()
+    candidates_x = {"item": torch.arange(5).expand(2, 5)}
+    relevant = torch.zeros(2, 5, dtype=torch.bool)
+    tasks = with_support_items(EvalTasks(batch, candidates_x, ~relevant, relevant), max_items=1)
+    assert isinstance(tasks, EvalTasks) and tasks.candidates_x[SUPPORT_ITEMS].shape == (2, 5, 1)
+    assert tasks.candidates_x[SUPPORT_ITEMS][:, 4, 0].tolist() == [3, 4]
+    x = expand_support_items(batch.query_x, torch.tensor([[3, 1], [4, 0]]))
+    assert x[SUPPORT_ITEMS].shape == (2, 2, 2) and torch.equal(x["item"], batch.query_x["item"])
+
+
+def test_holdout_users_splits_by_user():
+    events = pd.DataFrame({"user_id": [f"u{i % 20}" for i in range(100)], "item_id": range(100)})
+    fit, tasks = holdout_users(events, fraction=0.3, seed=1)
+    assert len(fit) + len(tasks) == len(events) and len(tasks) > 0
+    assert not set(fit["user_id"]) & set(tasks["user_id"])
+    assert holdout_users(events, 0.3, seed=1)[1].equals(tasks)
+    with pytest.raises(ValueError, match="fraction"):
+        holdout_users(events, fraction=1.0)
 
 
 def test_features_by_hand_and_leave_one_out():

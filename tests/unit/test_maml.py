@@ -1,4 +1,4 @@
-"""MAML, FOMAML, Meta-SGD, Reptile: exact gradients, paths agree, no mutation, clear errors."""
+"""MAML (second and first order), Meta-SGD, Reptile: exact gradients, paths agree, no mutation, clear errors."""
 
 from __future__ import annotations
 
@@ -9,8 +9,15 @@ import torch
 from torch import nn
 
 from metarec_ref.batch import TaskBatch
-from metarec_ref.meta import NonFiniteInnerLoopError, masked_bce_loss, select_params
-from metarec_ref.meta import FOMAML, MAML, InnerLoopConfig, MetaSGD, Reptile
+from metarec_ref.meta import (
+    MAML,
+    InnerLoopConfig,
+    MetaSGD,
+    NonFiniteInnerLoopError,
+    Reptile,
+    masked_bce_loss,
+    select_params,
+)
 from tests.unit.helpers import EmbeddingModel, flat, make_batch, make_dict_batch, meta_grad, tiny_model
 
 # ----------------------------------------------------------------- exact gradients
@@ -48,7 +55,7 @@ def test_maml_differs_from_fomaml_by_the_hessian_term():
     batch = make_batch()
     lr = 0.5
     maml = flat(meta_grad(MAML(model, inner_steps=1, inner_lr=lr), batch))
-    fomaml = flat(meta_grad(FOMAML(model, inner_steps=1, inner_lr=lr), batch))
+    fomaml = flat(meta_grad(MAML(model, inner_steps=1, inner_lr=lr, first_order=True), batch))
 
     params = list(model.parameters())
     hessian_term = torch.zeros_like(maml)
@@ -73,7 +80,7 @@ def test_fomaml_matches_hand_written_first_order():
     model = tiny_model()
     batch = make_batch(ragged=True)
     lr, steps = 0.3, 3
-    learner = FOMAML(model, inner_steps=steps, inner_lr=lr)
+    learner = MAML(model, inner_steps=steps, inner_lr=lr, first_order=True)
     got = flat(meta_grad(learner, batch))
 
     expected = torch.zeros_like(got)
@@ -145,13 +152,13 @@ def test_meta_sgd_with_constant_rates_equals_maml():
 # ----------------------------------------------------------------- paths and masks
 
 
-@pytest.mark.parametrize("cls", [MAML, FOMAML, MetaSGD])
+@pytest.mark.parametrize("cls, first_order", [(MAML, False), (MAML, True), (MetaSGD, False)])
 @pytest.mark.parametrize("ragged", [False, True])
-def test_vmap_path_equals_loop_path(cls, ragged):
+def test_vmap_path_equals_loop_path(cls, first_order, ragged):
     model = tiny_model()
     batch = make_batch(tasks=5, ragged=ragged)
-    fast = cls(model, inner_steps=3, inner_lr=0.3, batched=True)
-    slow = cls(model, inner_steps=3, inner_lr=0.3, batched=False)
+    fast = cls(model, inner_steps=3, inner_lr=0.3, first_order=first_order, batched=True)
+    slow = cls(model, inner_steps=3, inner_lr=0.3, first_order=first_order, batched=False)
     if cls is MetaSGD:
         slow.inner_lrs = fast.inner_lrs
     params = list(fast.parameters())
@@ -182,13 +189,13 @@ def test_padding_does_not_change_the_meta_gradient():
 # ----------------------------------------------------------------- no mutation, no copies
 
 
-@pytest.mark.parametrize("cls", [MAML, FOMAML, MetaSGD, Reptile])
+@pytest.mark.parametrize("cls, first_order", [(MAML, False), (MAML, True), (MetaSGD, False), (Reptile, True)])
 @pytest.mark.parametrize("batched", [True, False])
-def test_model_parameters_are_never_mutated(cls, batched):
+def test_model_parameters_are_never_mutated(cls, first_order, batched):
     model = tiny_model()
     batch = make_batch()
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    learner = cls(model, inner_steps=2, inner_lr=0.3, batched=batched)
+    learner = cls(model, inner_steps=2, inner_lr=0.3, first_order=first_order, batched=batched)
     loss = learner.meta_loss(batch)
     if loss.requires_grad:
         loss.backward()

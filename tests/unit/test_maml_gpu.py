@@ -7,8 +7,7 @@ import torch
 from torch import nn
 
 from metarec_ref.batch import TaskBatch
-from metarec_ref.meta import FOMAML, MAML, MetaSGD, Reptile
-from metarec_ref.meta import MatchingNet, ProtoNet
+from metarec_ref.meta import MAML, MatchingNet, MetaSGD, ProtoNet, Reptile
 
 pytestmark = [
     pytest.mark.gpu,
@@ -38,12 +37,12 @@ def grads(learner: nn.Module, batch: TaskBatch) -> torch.Tensor:
     return torch.cat([g.reshape(-1) for g in torch.autograd.grad(learner.meta_loss(batch), params)])
 
 
-@pytest.mark.parametrize("cls", [MAML, FOMAML, MetaSGD])
-def test_cuda_meta_gradient_matches_cpu_and_loop(cls):
+@pytest.mark.parametrize("cls, first_order", [(MAML, False), (MAML, True), (MetaSGD, False)])
+def test_cuda_meta_gradient_matches_cpu_and_loop(cls, first_order):
     batch = make_batch()
-    cpu = grads(cls(make_model().double(), inner_steps=2, inner_lr=0.3), batch)
-    gpu_learner = cls(make_model().double(), inner_steps=2, inner_lr=0.3).cuda()
-    gpu_loop = cls(make_model().double(), inner_steps=2, inner_lr=0.3, batched=False).cuda()
+    cpu = grads(cls(make_model().double(), inner_steps=2, inner_lr=0.3, first_order=first_order), batch)
+    gpu_learner = cls(make_model().double(), inner_steps=2, inner_lr=0.3, first_order=first_order).cuda()
+    gpu_loop = cls(make_model().double(), inner_steps=2, inner_lr=0.3, first_order=first_order, batched=False).cuda()
     cuda_batch = batch.to("cuda")
     got = grads(gpu_learner, cuda_batch)
     assert got.device.type == "cuda"

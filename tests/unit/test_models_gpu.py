@@ -11,13 +11,12 @@ from metarec_ref.meta import MAML
 from metarec_ref.eval import per_task_auc, per_task_hit_rate, per_task_ndcg
 from metarec_ref.models import build_model
 from metarec_ref.train import MetaTrainConfig, MetaTrainer
-from tests.unit.helpers import SPEC, toy_tasks, toy_world
+from tests.unit.helpers import NAMES, SPEC, toy_tasks
 
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
 ]
-NAMES = ["mlp", "wide_deep", "xdeepfm", "melu"]
 
 
 def features(lead, spec: FeatureSpec, device):
@@ -71,8 +70,7 @@ def test_metrics_on_cuda_match_cpu():
         torch.testing.assert_close(cuda.cpu(), cpu, equal_nan=True)
 
 
-def test_meta_training_and_evaluation_on_cuda():
-    world = toy_world()
+def test_meta_training_and_evaluation_on_cuda(world):
     train, val = toy_tasks(100, seed=1, world=world), toy_tasks(30, seed=2, world=world)
     torch.manual_seed(0)
     learner = MAML(build_model("wide_deep", SPEC, hidden=(16,), emb_dim=4), inner_lr=0.1).cuda()

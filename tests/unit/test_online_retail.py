@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 
 from metarec_ref.data import clean_online_retail, find_online_retail, load_online_retail, product_noun
-from tests.unit.helpers import raw_rows
 
 
 def clean(raw, **kwargs):
@@ -17,8 +16,8 @@ def clean(raw, **kwargs):
     return out, [str(w.message) for w in caught]
 
 
-def test_cleaning_rules_on_a_small_file():
-    out, messages = clean(raw_rows())
+def test_cleaning_rules_on_a_small_file(raw_rows):
+    out, messages = clean(raw_rows)
     assert any("dropped 1 duplicate rows" in m for m in messages)
     # Kept: 85123A, 71053 (once), 22728, 22086, 21730; dropped: duplicate, 2 cancellations,
     # missing customer, postage, zero quantity.
@@ -33,8 +32,8 @@ def test_cleaning_rules_on_a_small_file():
     assert out.loc[out["item_id"] == "22728", "desc_words"].item() == 4
 
 
-def test_non_products_can_be_kept():
-    out, _ = clean(raw_rows(), drop_non_products=False)
+def test_non_products_can_be_kept(raw_rows):
+    out, _ = clean(raw_rows, drop_non_products=False)
     assert "POST" in set(out["item_id"])
 
 
@@ -44,10 +43,10 @@ def test_product_noun_skips_colours_sizes_and_patterns():
 
 
 @pytest.mark.parametrize("suffix", ["parquet", "csv"])
-def test_load_from_a_folder_in_each_format(tmp_path, suffix):
+def test_load_from_a_folder_in_each_format(tmp_path, suffix, raw_rows):
     folder = tmp_path / "online_retail"
     folder.mkdir()
-    raw = raw_rows()
+    raw = raw_rows
     if suffix == "parquet":
         raw.astype({"Description": str}).to_parquet(folder / "online_retail.parquet")
     else:
@@ -57,9 +56,9 @@ def test_load_from_a_folder_in_each_format(tmp_path, suffix):
     assert len(out) == 5 and out["item_id"].iloc[0] == "85123A"
 
 
-def test_data_dir_environment_variable(tmp_path, monkeypatch):
+def test_data_dir_environment_variable(tmp_path, monkeypatch, raw_rows):
     (tmp_path / "online_retail").mkdir()
-    raw_rows().to_parquet(tmp_path / "online_retail" / "online_retail.parquet")
+    raw_rows.to_parquet(tmp_path / "online_retail" / "online_retail.parquet")
     monkeypatch.setenv("METAREC_DATA_DIR", str(tmp_path))
     assert find_online_retail().name == "online_retail.parquet"
 
@@ -80,9 +79,9 @@ def test_xlsx_without_openpyxl_says_what_to_install(tmp_path):
         load_online_retail(path)
 
 
-def test_wrong_columns_are_named():
+def test_wrong_columns_are_named(raw_rows):
     with pytest.raises(ValueError, match="column 'CustomerID' is missing"):
-        clean_online_retail(raw_rows().drop(columns=["CustomerID"]))
+        clean_online_retail(raw_rows.drop(columns=["CustomerID"]))
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,17 @@ import pandas as pd
 import pytest
 import torch
 
-from metarec_ref.eval import GlobalModel
-from metarec_ref.eval import ItemKNN, cooccurrence
-from metarec_ref.eval import VERDICTS
-from metarec_ref.data import Encoders, validate_events
-from metarec_ref.eval import EvalTasks, per_task_metrics
-from metarec_ref.models import holdout_users
+from metarec_ref.data import (
+    Encoders,
+    build_basket_tasks,
+    build_next_session_tasks,
+    generate,
+    holdout_users,
+    temporal_cold_start_split,
+    validate_events,
+)
+from metarec_ref.eval import VERDICTS, EvalTasks, GlobalModel, ItemKNN, cooccurrence, per_task_metrics
 from metarec_ref.meta import MetaSGD
-from metarec_ref.data import temporal_cold_start_split
 from metarec_ref.recipes import (
     CLEANING_STEPS,
     ClassicalBaselines,
@@ -31,8 +34,6 @@ from metarec_ref.recipes import (
     train_item_item_global,
     with_item_item_features,
 )
-from metarec_ref.data import build_basket_tasks, build_next_session_tasks
-from metarec_ref.data import generate
 from tests.unit.helpers import raw_rows
 
 

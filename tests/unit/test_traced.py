@@ -6,18 +6,25 @@ import pytest
 import torch
 from torch import nn
 
-from metarec_ref.meta import functional
-from metarec_ref.meta import BatchedTaskLoss, masked_bce_loss, select_params
-from metarec_ref.meta import FOMAML, MAML, MetaSGD, Reptile
+from metarec_ref.meta import (
+    MAML,
+    BatchedTaskLoss,
+    MetaSGD,
+    Reptile,
+    functional,
+    masked_bce_loss,
+    select_params,
+    tracing,
+)
 from tests.unit.helpers import EmbeddingModel, flat, make_batch, make_dict_batch, meta_grad, tiny_model
 
 
-@pytest.mark.parametrize("cls", [MAML, FOMAML, MetaSGD])
+@pytest.mark.parametrize("cls, first_order", [(MAML, False), (MAML, True), (MetaSGD, False)])
 @pytest.mark.parametrize("ragged", [False, True])
-def test_traced_meta_gradient_equals_untraced(cls, ragged):
+def test_traced_meta_gradient_equals_untraced(cls, first_order, ragged):
     batch = make_batch(ragged=ragged)
-    plain = cls(tiny_model(), inner_steps=3, inner_lr=0.3)
-    traced = cls(tiny_model(), inner_steps=3, inner_lr=0.3, trace=True)
+    plain = cls(tiny_model(), inner_steps=3, inner_lr=0.3, first_order=first_order)
+    traced = cls(tiny_model(), inner_steps=3, inner_lr=0.3, first_order=first_order, trace=True)
     expected = flat(torch.autograd.grad(plain.meta_loss(batch), list(plain.parameters())))
     got = flat(torch.autograd.grad(traced.meta_loss(batch), list(traced.parameters())))
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
@@ -68,7 +75,7 @@ def test_forward_runs_once_per_signature_and_retraces_on_new_shapes_or_mode():
 
 
 def test_trace_cache_is_bounded(monkeypatch):
-    monkeypatch.setattr(functional, "MAX_TRACED_GRAPHS", 3)
+    monkeypatch.setattr(tracing, "MAX_TRACED_GRAPHS", 3)
     learner = MAML(tiny_model(), inner_steps=1, inner_lr=0.1, trace=True)
     for tasks in range(1, 6):
         learner.meta_loss(make_batch(tasks=tasks))
@@ -105,7 +112,7 @@ def test_drop_identity_ops_keeps_a_copy_that_is_written_in_place():
         return aten.view.default(y, list(y.shape)) * 2  # a same-shape view: removable
 
     graph = make_fx(copy_then_write)(torch.zeros(3))
-    assert functional.drop_identity_ops(graph) == 1
+    assert tracing.drop_identity_ops(graph) == 1
     targets = [n.target for n in graph.graph.nodes]
     assert aten.mul.Scalar in targets and aten.view.default not in targets
     x = torch.zeros(3)
@@ -125,7 +132,7 @@ def test_drop_identity_ops_keeps_a_copy_whose_source_is_written_later():
         return y + x
 
     graph = make_fx(copy_then_write_source)(torch.zeros(3))
-    assert functional.drop_identity_ops(graph) == 1  # the same-shape view, not the copy
+    assert tracing.drop_identity_ops(graph) == 1  # the same-shape view, not the copy
     assert aten.mul.Scalar in [n.target for n in graph.graph.nodes]
     torch.testing.assert_close(graph(torch.ones(3)), torch.full((3,), 7.0))
 
@@ -136,7 +143,7 @@ def test_traced_graph_has_fewer_ops_than_the_raw_trace():
     (graph,) = learner._traced_graphs.values()
     from torch.fx.experimental.proxy_tensor import make_fx
 
-    assert functional.drop_identity_ops(graph) == 0  # already pruned once
+    assert tracing.drop_identity_ops(graph) == 0  # already pruned once
     adapted, frozen = select_params(learner.model)
     batch = make_batch(k=5, q=5)
     raw = make_fx(BatchedTaskLoss(learner.model, masked_bce_loss, frozen)._losses)(

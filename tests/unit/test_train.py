@@ -6,19 +6,18 @@ import pytest
 import torch
 from torch import nn
 
-from metarec_ref.meta import MAML, MetaSGD, Reptile
-from metarec_ref.meta import ProtoNet
-from metarec_ref.models import EventEncoder, build_model
-from metarec_ref.meta import InnerLoopConfig
-from metarec_ref.meta import MatchingNet
-from metarec_ref.train import (
+from metarec_ref.meta import (
     ALGORITHMS,
-    MetaTrainConfig,
-    MetaTrainer,
-    TrainingDivergedError,
+    MAML,
+    InnerLoopConfig,
+    MatchingNet,
+    MetaSGD,
+    ProtoNet,
+    Reptile,
     build_learner,
-    validation_metrics,
 )
+from metarec_ref.models import EventEncoder, build_model
+from metarec_ref.train import MetaTrainConfig, MetaTrainer, TrainingDivergedError, validation_metrics
 from tests.unit.helpers import SPEC, toy_tasks, toy_world
 
 
@@ -94,6 +93,11 @@ def test_killed_and_resumed_run_equals_uninterrupted(data, tmp_path):
     resumed_history = resumed.fit()
 
     assert resumed_history.equals(full_history)
+    full_es, resumed_es = full.early_stopping, resumed.early_stopping
+    assert (full_es.best_score, full_es.best_step, full_es.evals_since_best, full_es.stopped) == (
+        resumed_es.best_score, resumed_es.best_step, resumed_es.evals_since_best, resumed_es.stopped)
+    assert full_es.best_state.keys() == resumed_es.best_state.keys()
+    assert all(torch.equal(full_es.best_state[n], resumed_es.best_state[n]) for n in full_es.best_state)
     full_state, resumed_state = full.learner.state_dict(), resumed.learner.state_dict()
     assert any("inner_lrs" in n for n in full_state)
     for n in full_state:
@@ -145,7 +149,7 @@ def test_early_stopping_stops_and_restores_best(data):
     config = MetaTrainConfig(meta_batch_size=4, meta_steps=100, eval_every=2, patience=3)
     trainer = MetaTrainer(DriftingLearner(), train, val, config, disable=True)
     history = trainer.fit()
-    assert trainer.stopped and trainer.step == 8  # best at the first evaluation, then 3 worse ones
+    assert trainer.early_stopping.stopped and trainer.step == 8  # best at the first evaluation, then 3 worse ones
     assert list(history["step"]) == [2, 4, 6, 8]
     assert history["val_loss"].is_monotonic_increasing
     assert trainer.learner.w.item() == 2.0  # restored to the best (first) evaluation

@@ -13,7 +13,7 @@ from metarec_ref.eval import per_task_metrics
 from metarec_ref.meta import MAML
 from metarec_ref.models import EventEncoder, build_model
 from metarec_ref.data import build_item_tasks, build_user_tasks, ranking_targets, to_task_batch
-from tests.unit.helpers import NAMES, features, small_log
+from tests.unit.helpers import NAMES, features
 
 SPEC = FeatureSpec(n_items=30, n_categories=5, n_scenarios=3, n_dense=2, n_users=12)
 
@@ -24,8 +24,8 @@ def with_user(lead, spec=SPEC, seed=0):
     return x
 
 
-def test_with_users_codes_known_users_and_maps_others_to_unknown():
-    log = small_log()
+def test_with_users_codes_known_users_and_maps_others_to_unknown(small_log):
+    log = small_log
     known = log[log["user_id"] != log["user_id"].iloc[-1]]
     enc = Encoders.fit(log).with_users(known)
     assert Encoders.fit(log).spec.n_users == 0
@@ -39,8 +39,8 @@ def test_with_users_codes_known_users_and_maps_others_to_unknown():
         Encoders.fit(log).with_users(log.drop(columns="user_id"))
 
 
-def test_batches_carry_users_only_when_encoded():
-    log = small_log()
+def test_batches_carry_users_only_when_encoded(small_log):
+    log = small_log
     plain = to_task_batch(build_user_tasks(log, 2, 3, n_neg=1), Encoders.fit(log))
     assert "user" not in plain.support_x
     enc = Encoders.fit(log).with_users(log)
@@ -56,8 +56,8 @@ def test_batches_carry_users_only_when_encoded():
     assert (expected[:, 0] != expected[:, 1]).all()
 
 
-def test_ranking_targets_and_catalog_carry_the_task_user():
-    log = small_log()
+def test_ranking_targets_and_catalog_carry_the_task_user(small_log):
+    log = small_log
     enc = Encoders.fit(log).with_users(log)
     tasks = build_user_tasks(log, 2, 3, n_neg=1)
     targets = ranking_targets(tasks, enc)

@@ -93,6 +93,22 @@ MALFORMED = [
      {"event_map": {"view": 0}}, "both a 'label' column and event_map"),
     ("negative event weight", lambda: good().assign(event="view"),
      {"event_map": {"view": -1}}, "weights must be >= 0"),
+    ("infinite rating", with_col("rating", lambda n: [np.inf] + [1.0] * (n - 1)), {},
+     "column 'rating' has 1 infinite values"),
+    ("infinite quantity", with_col("quantity", lambda n: [-np.inf] * 2 + [1.0] * (n - 2)), {},
+     "column 'quantity' has 2 infinite values"),
+    ("quantity hint", with_col("quantity", lambda n: [-1] + [1] * (n - 1)), {},
+     "pass drop_nonpositive_quantity=True"),
+    ("unknown timestamp unit", with_col("timestamp", lambda n: 1_700_000_000 + np.arange(n)),
+     {"timestamp_unit": "seconds"}, "timestamp_unit must be one of"),
+    ("seconds read as ms", with_col("timestamp", lambda n: 1_700_000_000 + np.arange(n)),
+     {"timestamp_unit": "ms"}, "look like epoch seconds: pass timestamp_unit='s'"),
+    ("ms read as seconds", with_col("timestamp", lambda n: 1_700_000_000_000 + np.arange(n)),
+     {"timestamp_unit": "s"}, "look like epoch milliseconds: pass timestamp_unit='ms'"),
+    ("ms without unit", with_col("timestamp", lambda n: 1_700_000_000_000 + np.arange(n)), {},
+     r"pass timestamp_unit='ms' \(they look like epoch milliseconds\)"),
+    ("separator in the only column", lambda: pd.DataFrame({"user_id;item_id;timestamp": ["1;A;2024"]}), {},
+     "looks semicolon-separated: pass sep=';'"),
 ]
 
 
@@ -119,3 +135,23 @@ def test_duplicates_kept_on_request():
         warnings.simplefilter("error")
         out = validate_events(df, drop_duplicates=False)
     assert len(out) == len(df)
+
+
+def test_nonpositive_quantity_dropped_on_request_with_a_count():
+    df = good().assign(quantity=[1, -1, 0] + [2] * 9)
+    with pytest.warns(UserWarning, match="dropped 2 rows with zero or negative quantity"):
+        out = validate_events(df, drop_nonpositive_quantity=True)
+    assert len(out) == 10 and (out["quantity"] > 0).all()
+
+
+def test_epoch_digits_as_text_read_with_a_unit():
+    df = good().assign(timestamp=[str(1_700_000_000 + i) for i in range(12)])
+    out = validate_events(df, timestamp_unit="s")
+    assert out["timestamp"].iloc[0] == pd.Timestamp("2023-11-14 22:13:20")
+
+
+def test_relative_seconds_warn_but_are_kept():
+    df = good().assign(timestamp=np.arange(12) * 60)
+    with pytest.warns(UserWarning, match="12 of 12 timestamps fall outside 1980-2100"):
+        out = validate_events(df, timestamp_unit="s")
+    assert out["timestamp"].iloc[-1] == pd.Timestamp("1970-01-01 00:11")

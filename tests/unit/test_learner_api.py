@@ -1,0 +1,158 @@
+"""One learner API: keyword-only constructors, from_config, the registry, the protocol."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from metarec_ref.meta import (
+    ALGORITHMS,
+    MAML,
+    InnerLoopConfig,
+    MatchingNet,
+    MetaLearner,
+    MetaSGD,
+    ProtoNet,
+    Reptile,
+    build_learner,
+    masked_bce_loss,
+    masked_mse_loss,
+)
+from tests.unit.helpers import flat, make_batch, meta_grad, tiny_model
+
+GRADIENT_BASED = [MAML, MetaSGD, Reptile]
+
+
+def _config(cls) -> InnerLoopConfig:
+    # Reptile is first order by construction; the others take either.
+    return InnerLoopConfig(inner_steps=2, inner_lr=0.2, first_order=cls is Reptile, batched=False)
+
+
+def _same_behaviour(a: nn.Module, b: nn.Module) -> None:
+    batch = make_batch()
+    torch.testing.assert_close(a.meta_loss(batch), b.meta_loss(batch), rtol=0, atol=0)
+    torch.testing.assert_close(a.score(a.adapt(batch), batch.query_x), b.score(b.adapt(batch), batch.query_x),
+                               rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("cls", GRADIENT_BASED)
+def test_from_config_round_trips_and_equals_keyword_construction(cls):
+    config = _config(cls)
+    from_config = cls.from_config(tiny_model(), config, loss_fn=masked_mse_loss)
+    by_keyword = cls(tiny_model(), loss_fn=masked_mse_loss, inner_steps=2, inner_lr=0.2,
+                     first_order=cls is Reptile, batched=False)
+    assert from_config.config == config == by_keyword.config
+    assert from_config.loss_fn is masked_mse_loss
+    _same_behaviour(from_config, by_keyword)
+
+
+def test_from_config_passes_subclass_keywords():
+    learner = Reptile.from_config(tiny_model(), _config(Reptile), outer_lr=0.5)
+    assert learner.outer_lr == 0.5 and learner.config == _config(Reptile)
+
+
+@pytest.mark.parametrize("cls", GRADIENT_BASED)
+def test_keywords_apply_over_the_config(cls):
+    learner = cls(tiny_model(), config=_config(cls), inner_lr=0.7)
+    assert learner.config == InnerLoopConfig(inner_steps=2, inner_lr=0.7, first_order=cls is Reptile, batched=False)
+
+
+def test_defaults_come_from_inner_loop_config():
+    assert MAML(tiny_model()).config == InnerLoopConfig()
+    assert MetaSGD(tiny_model()).config == InnerLoopConfig()
+    assert Reptile(tiny_model()).config == InnerLoopConfig(inner_steps=5, first_order=True)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: MAML(tiny_model(), masked_bce_loss),
+    lambda: MetaSGD(tiny_model(), InnerLoopConfig()),
+    lambda: Reptile(tiny_model(), InnerLoopConfig(first_order=True)),
+    lambda: ProtoNet(nn.Linear(3, 4), masked_bce_loss),
+    lambda: MatchingNet(nn.Linear(3, 4), masked_bce_loss, 10.0),
+])
+def test_arguments_after_the_model_are_keyword_only(make):
+    with pytest.raises(TypeError, match="positional"):
+        make()
+
+
+@pytest.mark.parametrize("cls", GRADIENT_BASED)
+def test_unknown_keyword_names_the_valid_fields(cls):
+    with pytest.raises(ValueError, match=r"unknown inner-loop option\(s\) \['inner_step'\].*inner_steps"):
+        cls(tiny_model(), inner_step=3)
+
+
+def test_config_must_be_an_inner_loop_config():
+    with pytest.raises(ValueError, match="InnerLoopConfig"):
+        MAML(tiny_model(), config={"inner_steps": 2})
+
+
+def test_reptile_refuses_second_order():
+    with pytest.raises(ValueError, match="first order"):
+        Reptile(tiny_model(), first_order=False)
+    with pytest.raises(ValueError, match="first order"):
+        Reptile.from_config(tiny_model(), InnerLoopConfig())
+
+
+def test_metric_learners_take_keywords():
+    learner = MatchingNet(nn.Linear(3, 4), loss_fn=masked_mse_loss, init_temperature=5.0, eps=0.01)
+    assert learner.loss_fn is masked_mse_loss and learner.eps == 0.01
+    assert ProtoNet(nn.Linear(3, 4), loss_fn=masked_mse_loss).loss_fn is masked_mse_loss
+
+
+# ----------------------------------------------------------------- registry
+
+
+@pytest.mark.parametrize("name", list(ALGORITHMS))
+def test_build_learner_for_every_name(name):
+    entry = ALGORITHMS[name]
+    model = tiny_model() if entry.inner_loop else nn.Linear(3, 4).double()  # metric learners: an encoder
+    inner = InnerLoopConfig(inner_steps=2, inner_lr=0.2)
+    learner = build_learner(name, model, inner, loss_fn=masked_mse_loss)
+    assert type(learner) is entry.learner and learner.loss_fn is masked_mse_loss
+    assert isinstance(learner, MetaLearner)
+    if entry.inner_loop:
+        assert learner.config == inner.override(**entry.fixed)
+    batch = make_batch()
+    assert learner.score(learner.adapt(batch), batch.query_x).shape == batch.query_y.shape
+
+
+def test_fomaml_is_maml_first_order():
+    batch = make_batch()
+    fomaml = build_learner("fomaml", tiny_model(), InnerLoopConfig(inner_steps=2, inner_lr=0.3))
+    maml = MAML(tiny_model(), inner_steps=2, inner_lr=0.3, first_order=True)
+    second_order = MAML(tiny_model(), inner_steps=2, inner_lr=0.3)
+    assert type(fomaml) is MAML and fomaml.config == maml.config
+    torch.testing.assert_close(flat(meta_grad(fomaml, batch)), flat(meta_grad(maml, batch)), rtol=0, atol=0)
+    assert (flat(meta_grad(fomaml, batch)) - flat(meta_grad(second_order, batch))).abs().max() > 1e-6
+
+
+def test_unknown_algorithm_lists_the_names():
+    with pytest.raises(ValueError, match="unknown algorithm 'anil'.*fomaml"):
+        build_learner("anil", tiny_model())
+
+
+# ----------------------------------------------------------------- named inner loops
+
+
+def test_adapt_for_meta_loss_keeps_the_graph_and_adapt_detached_does_not():
+    batch = make_batch()
+    learner = MAML(tiny_model(), inner_steps=2, inner_lr=0.3)
+    state, losses = learner.adapt_for_meta_loss(batch)
+    assert losses.shape == (batch.num_tasks,) and losses.requires_grad
+    assert all(v.requires_grad for v in state.adapted.values())
+    detached_state, detached_losses = learner.adapt_detached(batch)
+    torch.testing.assert_close(detached_losses, losses.detach())
+    losses.sum().backward()
+    assert any(p.grad is not None for p in learner.model.parameters())
+    learner.zero_grad(set_to_none=True)
+    detached_losses.sum().backward()  # the graph ends at the detached start
+    assert all(p.grad is None for p in learner.model.parameters())
+    for name, value in learner.adapt(batch).adapted.items():
+        torch.testing.assert_close(value, detached_state.adapted[name].detach())
+
+
+def test_learners_have_no_forward():
+    for learner in (MAML(tiny_model()), ProtoNet(nn.Linear(3, 4))):
+        with pytest.raises(NotImplementedError):
+            learner(make_batch())

@@ -60,6 +60,21 @@ class Tasks:
     def support(self) -> pd.DataFrame:
         return self.events[~self.events["is_query"]]
 
+    def select(self, index: Sequence[int] | np.ndarray) -> "Tasks":
+        """The tasks at positions ``index`` (in that order), renumbered ``0..len(index) - 1``."""
+        index = np.asarray(index, dtype=np.int64)
+        if index.ndim != 1 or (len(index) and (index.min() < 0 or index.max() >= self.num_tasks)):
+            raise ValueError(f"index must be 1-D positions in 0..{self.num_tasks - 1}")
+        new_position = np.full(self.num_tasks, -1, dtype=np.int64)
+        new_position[index] = np.arange(len(index))
+        events = self.events[new_position[self.events["task"].to_numpy()] >= 0].copy()
+        events["task"] = new_position[events["task"].to_numpy()]
+        events = events.sort_values("task", kind="stable").reset_index(drop=True)  # keeps order within a task
+        keys = self.keys.iloc[index].reset_index(drop=True)
+        if "task" in keys.columns:
+            keys["task"] = np.arange(len(index))
+        return Tasks(events, keys, self.by)
+
     @property
     def query(self) -> pd.DataFrame:
         return self.events[self.events["is_query"]]

@@ -58,11 +58,14 @@ from metarec_ref.eval.oracle import (
 from metarec_ref.eval.paired import (
     aggregate_seeds,
     compare_to_best,
+    CORRECTIONS,
+    holm_adjust,
     LOWER_IS_BETTER,
     paired_bootstrap,
     paired_comparison,
     PairedDifference,
     verdict,
+    verdict_every_seed,
     VERDICTS,
 )
 
@@ -72,6 +75,7 @@ __all__ = [
     "cold_start_eval_tasks",
     "compare_to_best",
     "cooccurrence",
+    "CORRECTIONS",
     "EASE",
     "encode_events",
     "EncodedEvents",
@@ -81,6 +85,7 @@ __all__ = [
     "FineTune",
     "FineTuneChoice",
     "GlobalModel",
+    "holm_adjust",
     "inner_steps_curve",
     "ItemItemMethod",
     "ItemKNN",
@@ -119,5 +124,6 @@ __all__ = [
     "UNKNOWN_SCORE",
     "UserMean",
     "verdict",
+    "verdict_every_seed",
     "VERDICTS",
 ]

@@ -1,4 +1,7 @@
-"""End-to-end pipelines: the cold-start experiment, Online Retail, the distributed command line."""
+"""End-to-end pipelines: data to tasks, the cold-start experiment, your own log, Online Retail.
+
+The distributed command line is :mod:`metarec_ref.recipes.distributed_cli` (``python -m ...``).
+"""
 
 from metarec_ref.recipes.cold_start import (
     BASELINES,
@@ -23,6 +26,16 @@ from metarec_ref.recipes.online_retail import (
     with_item_item_features,
     with_support_items,
 )
+from metarec_ref.recipes.own_log import (
+    OwnLogConfig,
+    OwnLogResult,
+    run_own_log,
+    verdict_table,
+)
+from metarec_ref.recipes.own_log_methods import (
+    Fitted,
+    LEARNER_NAMES,
+)
 from metarec_ref.recipes.pipeline import (
     build_cold_start_tasks,
     COLD_START_STAGES,
@@ -42,11 +55,17 @@ __all__ = [
     "item_item_training_batch",
     "ItemItemConfig",
     "ItemItemInputs",
+    "LEARNER_NAMES",
+    "OwnLogConfig",
+    "OwnLogResult",
+    "Fitted",
     "load_online_retail_with_report",
     "meta_train_item_item",
     "online_retail_cleaning",
     "ranking_table",
     "run_cold_start",
+    "run_own_log",
+    "verdict_table",
     "session_eval_tasks",
     "stack_seeds",
     "train_item_item_global",

@@ -52,13 +52,13 @@ def test_paired_bootstrap_detects_what_unpaired_cis_miss():
     assert same.mean == 0 and same.ci_low == 0 and same.verdict == "no detectable difference"
 
 
-def test_paired_bootstrap_drops_nan_tasks_and_averages_seeds():
+def test_paired_bootstrap_drops_nan_tasks_and_pools_seeds():
     a = np.array([0.5, np.nan, 0.3])
     b = np.array([0.4, 0.2, np.nan])
     assert paired_bootstrap(a, b).n_tasks == 1
     seeds_a = np.array([[0.2, 0.4], [0.4, 0.6]])  # (seeds, tasks): per-task means 0.3, 0.5
     d = paired_bootstrap(seeds_a, np.array([[0.1, 0.1], [0.1, 0.1]]))
-    assert d.mean == pytest.approx(0.3)
+    assert d.mean == pytest.approx(0.3) and d.n_seeds == 2
     with pytest.raises(ValueError, match="same tasks"):
         paired_bootstrap(np.zeros(3), np.zeros(4))
 

@@ -1,0 +1,309 @@
+"""A reader's own event log, end to end: profile, protocol, strong baselines, tuned learners, verdicts.
+
+:func:`run_own_log` is what the "your own data" chapter calls:
+
+1. profile the log (:func:`~metarec_ref.data.log_profile.profile_log`);
+2. pick the cold-start protocol that fits it (:func:`~metarec_ref.data.protocols.choose_protocol`)
+   and stop, with the reason and the fix, when it leaves too few validation or test users;
+3. fit the baselines (popularity, recent popularity, item-kNN, EASE, a global model, fine-tuning)
+   and the learners (MAML, Meta-SGD, the item-item meta-learner), every tuned value chosen on
+   validation users within a time budget;
+4. score everything once on the test users, over ``n_seeds`` training seeds, and compare each
+   learner with the best baseline: paired bootstrap over users and seeds, Holm-corrected over the
+   learners and metrics compared.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from metarec_ref.data.encoders import Encoders
+from metarec_ref.data.log_profile import LogProfile, profile_log
+from metarec_ref.data.protocol_parts import PROTOCOL_BUILDERS
+from metarec_ref.data.protocols import ProtocolChoice, choose_protocol
+from metarec_ref.data.tasks import Tasks, ranking_targets, to_task_batch
+from metarec_ref.eval.baselines import GlobalModel
+from metarec_ref.eval.evaluate import EvalTasks, per_task_metrics
+from metarec_ref.eval.metrics import bootstrap_ci
+from metarec_ref.eval.paired import holm_adjust, paired_bootstrap, verdict
+from metarec_ref.recipes.online_retail import item_item_training_batch
+from metarec_ref.recipes.own_log_methods import (
+    LEARNER_NAMES,
+    fit_classical,
+    fit_global_model,
+    item_item_setup,
+    item_item_tasks,
+    train_item_item,
+    train_meta_learner,
+    tune_fine_tune,
+    tune_meta_learner,
+)
+from metarec_ref.runtime import seed_everything
+
+RANKING_CELLS_MB = 400  # memory for one chunk of full-ranking scores (tasks x items x hidden units)
+
+
+@dataclass
+class OwnLogConfig:
+    """Every choice of the own-log comparison; plain values, so papermill can pass them."""
+
+    k_support: int = 5
+    n_query: int = 10
+    protocol: str = "auto"
+    cut_quantile: float = 0.8
+    min_val_tasks: int = 30
+    min_test_tasks: int = 100
+    max_train_tasks: int = 4000  # a random subset beyond this (speed on long logs)
+    max_eval_tasks: int = 1000  # validation and test users scored, at most
+    n_neg: int = 1
+    negatives: str = "uniform"
+    model: str = "mlp"
+    learners: tuple[str, ...] = ("maml", "metasgd", "item_item")
+    inner_lr_grid: tuple[float, ...] = (0.03, 0.1, 0.3)
+    inner_steps_grid: tuple[int, ...] = (1, 3)
+    max_meta_steps: int = 300
+    meta_batch_size: int = 32
+    outer_lr: float = 3e-3
+    fine_tune_lr_grid: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3)
+    global_epochs: int = 2
+    shrinkage_grid: tuple[float, ...] = (0.0, 5.0, 20.0, 100.0)
+    ease_lambdas: tuple[float, ...] = (50.0, 200.0, 1000.0)
+    window_days: tuple[float, ...] = (7, 30, 90)
+    ease_max_items: int = 15_000
+    item_item_max_items: int = 15_000  # its similarity matrix is dense
+    time_budget_s: float = 120.0  # for tuning the meta-learners' grids
+    n_seeds: int = 3
+    n_boot: int = 2000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.learners if name not in LEARNER_NAMES]
+        if unknown:
+            raise ValueError(f"learners {unknown} unknown; choose from {list(LEARNER_NAMES)}")
+        if self.n_seeds < 1:
+            raise ValueError(f"n_seeds must be >= 1, got {self.n_seeds}")
+
+
+@dataclass
+class OwnLogResult:
+    """What a reader gets: profile, protocol and evidence, and (when enough) results and verdicts."""
+
+    profile: LogProfile
+    choice: ProtocolChoice
+    enough: bool
+    results: pd.DataFrame = field(default_factory=pd.DataFrame)  # method, metric, mean, CI, seed_std
+    verdicts: pd.DataFrame = field(default_factory=pd.DataFrame)  # learner vs the best baseline
+    tuning: dict = field(default_factory=dict)  # method -> values chosen on validation users
+    skipped: dict = field(default_factory=dict)  # method -> why it did not run
+    counts: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+
+    @property
+    def stop_reason(self) -> str | None:
+        return None if self.enough else self.choice.reason
+
+
+def _capped(tasks: Tasks, cap: int, seed: int) -> Tasks:
+    """A random subset of at most ``cap`` tasks (all when fewer), in their original order."""
+    if tasks.num_tasks <= cap:
+        return tasks
+    keep = np.sort(np.random.default_rng(seed).choice(tasks.num_tasks, cap, replace=False))
+    return tasks.select(keep)
+
+
+def _eval_tasks(tasks: Tasks, encoders: Encoders, device, ranking: bool) -> EvalTasks:
+    batch = to_task_batch(tasks, encoders, device)
+    if not ranking:
+        return EvalTasks(batch)
+    return EvalTasks.from_catalog(batch, encoders.catalog(device), ranking_targets(tasks, encoders, device))
+
+
+def _results_row(name: str, metric: str, values: torch.Tensor, n_boot: int, seed: int) -> dict:
+    seeds = values.reshape(-1, values.shape[-1]).to(torch.float64)  # (seeds, tasks)
+    ci = bootstrap_ci(seeds.nanmean(0), n_boot=n_boot, seed=seed)
+    seed_means = seeds.nanmean(1)
+    return {"method": name, "metric": metric, "mean": float(seeds.nanmean()), "ci_low": ci.ci_low,
+            "ci_high": ci.ci_high, "n_tasks": int((~seeds.isnan().all(0)).sum()), "n_seeds": seeds.shape[0],
+            "seed_std": float(seed_means.std()) if seeds.shape[0] > 1 else 0.0}
+
+
+def verdict_table(per_task: dict[str, dict[str, torch.Tensor]], learners: list[str], baselines: list[str],
+                  metrics: tuple[str, ...], n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Each learner against the best baseline per metric, Holm-corrected over the whole table.
+
+    per_task: ``{method: {metric: (tasks,) or (seeds, tasks)}}`` on the same test users. The
+    reference is the baseline with the best mean; the CI resamples users and seeds; a verdict is
+    "better" / "worse" only when the Holm-adjusted p-value is below 0.05.
+    """
+    rows = []
+    for metric in metrics:
+        means = {b: float(torch.as_tensor(per_task[b][metric]).to(torch.float64).nanmean()) for b in baselines}
+        reference = max(means, key=means.get)
+        for name in learners:
+            d = paired_bootstrap(per_task[name][metric], per_task[reference][metric], n_boot, seed=seed)
+            rows.append({"learner": name, "metric": metric, "reference": reference, "diff": d.mean,
+                         "ci_low": d.ci_low, "ci_high": d.ci_high, "p_value": d.p_value, "n_tasks": d.n_tasks})
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table["p_holm"] = holm_adjust(table["p_value"].to_numpy())
+    table["verdict"] = [verdict(lo, hi) if p < 0.05 else "no detectable difference"
+                        for lo, hi, p in zip(table["ci_low"], table["ci_high"], table["p_holm"])]
+    table["comparisons"] = len(table)
+    return table
+
+
+def run_own_log(events: pd.DataFrame, config: OwnLogConfig | None = None,
+                device: torch.device | str = "cpu", *, profile: LogProfile | None = None,
+                choice: ProtocolChoice | None = None, progress=None) -> OwnLogResult:
+    """Profile, protocol, baselines, learners and verdicts on a validated log (see the module doc).
+
+    profile, choice: already computed by the caller (a chapter shows them first); else computed
+    here from ``config``. progress: optional callable ``progress(stage: str)`` told when each
+    stage starts.
+    """
+    config = config or OwnLogConfig()
+    say = progress or (lambda stage: None)
+    clock, timings = time.monotonic(), {}
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.monotonic()
+        timings[stage] = now - clock
+        clock = now
+
+    seed_everything(config.seed)
+    say("profile")
+    profile = profile if profile is not None else profile_log(events)
+    if choice is None:
+        choice = choose_protocol(
+            events, k_support=config.k_support, n_query=config.n_query, protocol=config.protocol,
+            min_val_tasks=config.min_val_tasks, min_test_tasks=config.min_test_tasks,
+            cut_quantile=config.cut_quantile, seed=config.seed)
+    elif (choice.k_support, choice.n_query) != (config.k_support, config.n_query):
+        raise ValueError(f"choice was made for k_support={choice.k_support}, n_query={choice.n_query}; "
+                         f"config asks for {config.k_support}, {config.n_query}")
+    lap("profile and protocol")
+    result = OwnLogResult(profile, choice, choice.enough, config=asdict(config), timings=timings)
+    if not choice.enough:
+        return result
+
+    say("tasks")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        tasks = choice.build_tasks(n_neg=config.n_neg, negatives=config.negatives, history=events, seed=config.seed)
+    encoders = Encoders.fit(events)
+    ranking = choice.parts.entity == "user_id"
+    train = _capped(tasks["train"], config.max_train_tasks, config.seed)
+    train_batch = to_task_batch(train, encoders, device)
+    val = _eval_tasks(_capped(tasks["valid"], config.max_eval_tasks, config.seed + 1), encoders, device, ranking)
+    test = _eval_tasks(_capped(tasks["test"], config.max_eval_tasks, config.seed + 2), encoders, device, ranking)
+    result.counts = {"train_tasks": train_batch.num_tasks, "val_tasks": val.batch.num_tasks,
+                     "test_tasks": test.batch.num_tasks, "n_items": encoders.spec.n_items}
+    lap("tasks")
+    chunk = max(1, min(256, RANKING_CELLS_MB * 2**20 // (4 * 64 * encoders.spec.n_items)))
+
+    def scores(method, eval_tasks) -> dict[str, torch.Tensor]:
+        return per_task_metrics(method, eval_tasks, ks=(10,), chunk_size=chunk)
+
+    per_task: dict[str, dict[str, torch.Tensor]] = {}
+    baselines: list[str] = []
+    if ranking:
+        say("classical baselines")
+        classical, result.skipped = fit_classical(
+            choice.parts.train, encoders, val, shrinkage_grid=config.shrinkage_grid,
+            ease_lambdas=config.ease_lambdas, window_days=config.window_days,
+            ease_max_items=config.ease_max_items)
+        for name, fitted in classical.items():
+            per_task[name] = scores(fitted.method, test)
+            result.tuning[name] = fitted.chosen
+            baselines.append(name)
+        lap("classical baselines")
+
+    say("meta-learner tuning")
+    deadline = time.monotonic() + config.time_budget_s
+    tuned = {}
+    for algorithm in (a for a in config.learners if a != "item_item"):
+        tuned[algorithm] = tune_meta_learner(
+            algorithm, config.model, encoders.spec, train_batch, val.batch,
+            inner_lr_grid=config.inner_lr_grid, inner_steps_grid=config.inner_steps_grid,
+            max_meta_steps=config.max_meta_steps, meta_batch_size=config.meta_batch_size,
+            outer_lr=config.outer_lr, seed=config.seed, device=device, deadline=deadline)
+        result.tuning[LEARNER_NAMES[algorithm]] = {**tuned[algorithm].chosen,
+                                                   "grid points tried": int(tuned[algorithm].grid["tried"].sum())}
+    lap("meta-learner tuning")
+    # Fine-tuning's grid holds every learner's chosen inner steps: the same adaptation budget.
+    steps_grid = sorted({1, 3, *(t.chosen["inner_steps"] for t in tuned.values())})
+
+    item_item = None
+    if "item_item" in config.learners:
+        if not ranking:
+            result.skipped[LEARNER_NAMES["item_item"]] = "it ranks items for users; this protocol's tasks are items"
+        elif encoders.spec.n_items > config.item_item_max_items:
+            result.skipped[LEARNER_NAMES["item_item"]] = (
+                f"{encoders.spec.n_items:,} item codes exceed ITEM_ITEM_MAX_ITEMS = {config.item_item_max_items:,} "
+                "(its item-item similarity is a dense matrix)")
+        else:
+            item_item, task_events = item_item_setup(
+                choice.parts.train, encoders, classical["item-kNN"], classical["recent popularity"],
+                n_query=config.n_query, meta_steps=config.max_meta_steps, seed=config.seed)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                ii_train = item_item_training_batch(
+                    PROTOCOL_BUILDERS[choice.name], task_events, config.k_support, encoders, events,
+                    item_item.config, config.seed, device)
+            if ii_train.num_tasks > config.max_train_tasks:
+                keep = np.sort(np.random.default_rng(config.seed).choice(ii_train.num_tasks, config.max_train_tasks,
+                                                                         replace=False))
+                ii_train = ii_train.select(torch.as_tensor(keep, device=ii_train.device))
+            ii_test = item_item_tasks(test, item_item)
+
+    say("training over seeds")
+    seeded: dict[str, list[dict[str, torch.Tensor]]] = {}
+    for s in range(config.n_seeds):
+        seed = config.seed + s
+        seed_everything(seed)
+        global_model = fit_global_model(config.model, encoders.spec, train_batch, epochs=config.global_epochs,
+                                        seed=seed, device=device)
+        if s == 0:
+            fine_tune = tune_fine_tune(global_model, val.batch, steps_grid=steps_grid,
+                                       lr_grid=config.fine_tune_lr_grid)
+            result.tuning["fine-tune"] = fine_tune.chosen
+            fine_tune_method = fine_tune.method
+        else:
+            fine_tune_method = type(fine_tune.method)(global_model, fine_tune.chosen["steps"], fine_tune.chosen["lr"])
+        seeded.setdefault("global model", []).append(scores(GlobalModel(global_model), test))
+        seeded.setdefault("fine-tune", []).append(scores(fine_tune_method, test))
+        for algorithm, fitted in tuned.items():
+            learner = fitted.method if s == 0 else train_meta_learner(
+                algorithm, config.model, encoders.spec, train_batch, val.batch,
+                inner_lr=fitted.chosen["inner_lr"], inner_steps=fitted.chosen["inner_steps"],
+                max_meta_steps=config.max_meta_steps, meta_batch_size=config.meta_batch_size,
+                outer_lr=config.outer_lr, seed=seed, device=device)[0]
+            seeded.setdefault(LEARNER_NAMES[algorithm], []).append(scores(learner, test))
+        if item_item is not None:
+            learner = train_item_item(item_item, ii_train, val, seed)
+            seeded.setdefault(LEARNER_NAMES["item_item"], []).append(scores(learner, ii_test))
+    for name, runs in seeded.items():
+        per_task[name] = {m: torch.stack([r[m] for r in runs]) for m in runs[0]}
+    baselines += ["global model", "fine-tune"]
+    lap("training over seeds")
+
+    metrics = ("ndcg@10", "hr@10", "auc") if ranking else ("auc",)
+    learners = [name for name in per_task if name not in baselines]
+    result.results = pd.DataFrame([_results_row(name, m, values[m], config.n_boot, config.seed)
+                                   for name, values in per_task.items() for m in metrics if m in values])
+    verdict_metrics = ("ndcg@10", "auc") if ranking else ("auc",)
+    result.verdicts = verdict_table(per_task, learners, baselines, verdict_metrics, config.n_boot, config.seed)
+    lap("verdicts")
+    return result
+
+
+__all__ = ["OwnLogConfig", "OwnLogResult", "RANKING_CELLS_MB", "run_own_log", "verdict_table"]

@@ -309,13 +309,7 @@ def validate_events(
                 f"(e.g. rating >= 4) or put it in 'rating'"
             )
         df["label"] = label.astype("int64")
-    for name in ("rating", "price", "weight"):
-        if name in df.columns:
-            df[name] = numeric_column(df, name).astype("float64")
-    if "price" in df.columns and (df["price"] < 0).any():
-        raise ValueError(
-            f"column 'price' has {int((df['price'] < 0).sum())} negative values; prices must be >= 0"
-        )
+    # Returns first: their negative sales values are not prices.
     if "quantity" in df.columns:
         quantity = numeric_column(df, "quantity")
         nonpositive = (quantity <= 0).to_numpy()
@@ -335,6 +329,13 @@ def validate_events(
                 stacklevel=2,
             )
             df = df[~nonpositive]
+    for name in ("rating", "price", "weight"):
+        if name in df.columns:
+            df[name] = numeric_column(df, name).astype("float64")
+    if "price" in df.columns and (df["price"] < 0).any():
+        raise ValueError(
+            f"column 'price' has {int((df['price'] < 0).sum())} negative values; prices must be >= 0"
+        )
     for name in ("scenario", "category", "session_id", "event"):
         if name in df.columns and df[name].isna().any():
             raise ValueError(

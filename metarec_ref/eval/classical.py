@@ -7,17 +7,21 @@ state is the task's support items: the positive (``y > 0``), real support events
 
 - :class:`ItemKNN`: cosine similarity of item co-occurrence columns with a shrinkage term,
   ``sim[i, j] = G[i, j] / (sqrt(G[i, i] G[j, j]) + shrinkage)`` with ``G = X^T X`` (``X`` the
-  binary user x item matrix), zero diagonal; a candidate scores the sum of its similarities to
-  the support items.
+  binary user x item matrix), zero diagonal, the ``neighbors`` largest of each row kept in a
+  sparse matrix (:mod:`metarec_ref.eval.item_similarity`; ``G`` is never dense); a candidate
+  scores the sum of its similarities to the support items.
 - :class:`EASE` (Steck, 2019): ``P = (G + lambda I)^-1``, ``B = I - P diag(1 / diag(P))`` (zero
-  diagonal); a candidate scores the sum of the support items' rows of ``B``.
+  diagonal); a candidate scores the sum of the support items' rows of ``B``. The inverse is
+  dense: above ``max_items`` items fit it on the ``top_items`` most popular ones, or skip it
+  (:func:`ease_fits`).
 - :class:`RecentPopularity`: ``log(1 + count)`` of each item over the last ``window_days`` days
   of the meta-training log; no adaptation.
 
 Fitting takes a DataFrame (``user_id``, ``item_id``, ``timestamp``) with the
 :class:`~metarec_ref.data.schema.Encoders` of the tasks, or already encoded arrays
-``(user_codes, item_codes[, timestamps])`` with ``n_items``. :func:`tune_hyperparameter` picks
-shrinkage / lambda / window on validation tasks by a ranking metric.
+``(user_codes, item_codes[, timestamps])`` with ``n_items``. ``fit_grid`` fits a whole tuning grid
+at once; :func:`tune_hyperparameter` picks shrinkage / lambda / window on validation tasks by a
+ranking metric.
 """
 
 from __future__ import annotations
@@ -35,6 +39,13 @@ from torch import Tensor
 from metarec_ref.batch import UNKNOWN, Features, TaskBatch
 from metarec_ref.data.encoders import Encoders
 from metarec_ref.eval.evaluate import per_task_metrics
+from metarec_ref.eval.item_similarity import (
+    Interactions,
+    dense_gram_blocks,
+    interaction_gram_blocks,
+    sparse_row_sums,
+    topk_similarity,
+)
 
 # A DataFrame or encoded (user_codes, item_codes[, timestamps]) arrays.
 EventsLike = Union[pd.DataFrame, tuple]
@@ -81,9 +92,40 @@ def encode_events(events: EventsLike, encoders: Encoders | None = None, n_items:
     return EncodedEvents(users, items, times, n_items)
 
 
-def cooccurrence(events: EventsLike, encoders: Encoders | None = None, n_items: int | None = None) -> Tensor:
-    """``G = X^T X`` (float64, ``(n_items, n_items)``): users who had both items; code 0 left empty."""
+# A dense float64 co-occurrence matrix of this many items takes 1.8 GB.
+DENSE_MAX_ITEMS = 15_000
+# Neighbours kept per item by item-kNN: scores then cost O(support x neighbours) per task.
+DEFAULT_NEIGHBORS = 200
+# EASE inverts a dense (n, n) matrix: float32 above this size (float64 below), refused above
+# EASE_MAX_ITEMS (two float32 copies at 15,000 items: 1.8 GB).
+EASE_MAX_ITEMS = 15_000
+EASE_FLOAT64_ITEMS = 4_096
+# Cells of the (tasks, ...) intermediates one scoring step may allocate.
+SCORE_CELLS = 16_000_000
+
+
+def sparse_interactions(events: EventsLike, encoders: Encoders | None = None,
+                        n_items: int | None = None) -> Interactions:
+    """The binary user x item matrix of the events, kept sparse (code 0 left out)."""
     enc = encode_events(events, encoders, n_items)
+    return Interactions.from_codes(enc.users, enc.items, enc.n_items)
+
+
+def cooccurrence(events: EventsLike, encoders: Encoders | None = None, n_items: int | None = None,
+                 max_items: int | None = DENSE_MAX_ITEMS) -> Tensor:
+    """``G = X^T X`` (float64, ``(n_items, n_items)``): users who had both items; code 0 left empty.
+
+    Dense, for small catalogues; above ``max_items`` items (``None``: no limit) it refuses. Large
+    catalogues use :meth:`ItemKNN.fit` / :meth:`ItemKNN.fit_grid` and :meth:`EASE.fit`, which never
+    build it.
+    """
+    enc = encode_events(events, encoders, n_items)
+    if max_items is not None and enc.n_items > max_items:
+        raise ValueError(
+            f"a dense co-occurrence matrix of {enc.n_items:,} items needs {enc.n_items ** 2 * 8 / 1e9:.1f} GB "
+            f"(max_items={max_items:,}); fit ItemKNN.fit / ItemKNN.fit_grid (sparse) and "
+            "EASE.fit(top_items=...) from the events instead, or pass max_items=None"
+        )
     known = enc.items != UNKNOWN
     pairs = np.unique(np.stack([enc.users[known], enc.items[known]]), axis=1)  # binary X
     n_users = int(pairs[0].max()) + 1 if pairs.shape[1] else 1
@@ -112,60 +154,102 @@ def support_items(batch: TaskBatch) -> SupportItems:
     return SupportItems(batch.support_x["item"], mask)
 
 
-def _profile(state: SupportItems, n_items: int, dtype: torch.dtype) -> Tensor:
-    """Multi-hot ``(tasks, n_items)`` count of each task's support items."""
-    out = torch.zeros(state.items.shape[0], n_items, dtype=dtype, device=state.items.device)
-    return out.scatter_add(1, state.items, state.mask.to(dtype))
-
-
-def _gather(scores: Tensor, x: Features) -> Tensor:
-    """Scores ``(tasks, n_items)`` read at the items of x (leaves ``(tasks, n)``)."""
+def _items_of(x: Features, tasks: int) -> Tensor:
     item = x["item"] if isinstance(x, dict) else x
-    if item.dim() != 2 or item.shape[0] != scores.shape[0]:
-        raise ValueError(
-            f"x['item'] must have shape (tasks={scores.shape[0]}, n), got {tuple(item.shape)}"
-        )
-    return scores.gather(1, item.to(scores.device))
+    if item.dim() != 2 or item.shape[0] != tasks:
+        raise ValueError(f"x['item'] must have shape (tasks={tasks}, n), got {tuple(item.shape)}")
+    return item
 
 
 class ItemItemMethod:
-    """Score = support profile times an item-item matrix ``W`` (``(n_items, n_items)``), plus a
-    tiny popularity tie-break so that items no support item points to are not all tied."""
+    """Score = sum of an item-item matrix ``W``'s rows over the support items, plus a tiny
+    popularity tie-break so that items no support item points to are not all tied.
+
+    weights: dense ``(n_items, n_items)``, sparse CSR ``(n_items, n_items)``, or dense ``(m, m)``
+    over the catalogue codes ``items`` (``(m,)``; other items then score only the tie-break).
+    """
 
     calibrated = False
 
-    def __init__(self, weights: Tensor, popularity: Tensor | None = None, tie_break: float = 1e-6):
+    def __init__(self, weights: Tensor, popularity: Tensor | None = None, tie_break: float = 1e-6,
+                 items: Tensor | None = None, n_items: int | None = None):
         if weights.dim() != 2 or weights.shape[0] != weights.shape[1]:
             raise ValueError(f"weights must be square (n_items, n_items), got {tuple(weights.shape)}")
-        self.weights = weights.to(torch.float32)
-        prior = torch.zeros(weights.shape[0]) if popularity is None else popularity.to(torch.float32)
+        self.sparse = weights.layout == torch.sparse_csr
+        if self.sparse and weights.values().dtype != torch.float32:
+            weights = torch.sparse_csr_tensor(weights.crow_indices(), weights.col_indices(),
+                                              weights.values().to(torch.float32), weights.shape)
+        self.weights = weights if self.sparse else weights.to(torch.float32)
+        if items is not None and (self.sparse or n_items is None):
+            raise ValueError("items (a subset of the catalogue) needs dense weights and n_items")
+        self._n_items = int(n_items if n_items is not None else weights.shape[0])
+        self.items = None if items is None else torch.as_tensor(items, dtype=torch.int64)
+        if self.items is not None:  # catalogue code -> row of W, -1 outside the subset
+            self._position = torch.full((self._n_items,), -1, dtype=torch.int64)
+            self._position[self.items] = torch.arange(len(self.items))
+        prior = torch.zeros(self._n_items) if popularity is None else popularity.to(torch.float32)
         # Scaled to [0, tie_break]: below any meaningful similarity difference.
         self.prior = tie_break * prior / prior.max().clamp(min=1e-12)
 
     @property
     def n_items(self) -> int:
-        return int(self.weights.shape[0])
+        return self._n_items
+
+    def dense_weights(self) -> Tensor:
+        """``W`` as a dense ``(n_items, n_items)`` float32 tensor (small catalogues: plots, the item-item scorer)."""
+        if self.items is not None:
+            dense = torch.zeros(self._n_items, self._n_items)
+            dense[self.items[:, None], self.items[None, :]] = self.weights
+            return dense
+        return self.weights.to_dense() if self.sparse else self.weights
 
     def adapt(self, batch: TaskBatch) -> SupportItems:
         return support_items(batch)
 
+    def catalogue_scores(self, items: Tensor, mask: Tensor) -> Tensor:
+        """``(tasks, n_items)`` scores of every catalogue item for support ``items`` ``(tasks, k)``."""
+        device = self.prior.device
+        items, mask = items.to(device), mask.to(device)
+        if self.sparse:
+            scores = sparse_row_sums(self.weights, items, mask)
+        elif self.items is None:
+            scores = (self.weights[items] * mask[..., None]).sum(1)
+        else:
+            rows = self._position[items]
+            mask = mask & (rows >= 0)
+            subset = (self.weights[rows.clamp(min=0)] * mask[..., None]).sum(1)
+            scores = torch.zeros(items.shape[0], self._n_items, dtype=subset.dtype, device=device)
+            scores[:, self.items] = subset
+        return scores + self.prior
+
     def score(self, state: SupportItems, x: Features) -> Tensor:
-        weights = self.weights.to(state.items.device)
-        scores = _profile(state, self.n_items, weights.dtype) @ weights + self.prior.to(weights.device)
-        return _gather(scores, x)
+        item = _items_of(x, state.items.shape[0])
+        # Tasks per step so that (tasks, support, items) intermediates stay near SCORE_CELLS.
+        width = self._n_items if self.sparse or self.items is None else len(self.items)
+        step = max(1, SCORE_CELLS // max(1, width * max(1, state.items.shape[1])))
+        parts = []
+        for start in range(0, item.shape[0], step):
+            span = slice(start, start + step)
+            scores = self.catalogue_scores(state.items[span], state.mask[span])
+            parts.append(scores.gather(1, item[span].to(scores.device)).to(item.device))
+        return torch.cat(parts) if parts else torch.zeros(item.shape, device=item.device)
 
 
 def _item_counts(enc: EncodedEvents) -> Tensor:
     return torch.as_tensor(np.bincount(enc.items, minlength=enc.n_items), dtype=torch.float64)
 
 
+GramLike = Union[Tensor, Interactions]
+
+
 class ItemKNN(ItemItemMethod):
-    """Item-kNN over co-occurrence: cosine with shrinkage; score = sum of similarities to the support."""
+    """Item-kNN over co-occurrence: cosine with shrinkage, the ``neighbors`` most similar items of
+    each item kept (sparse ``W``); score = sum of similarities to the support."""
 
     @staticmethod
     def similarity(gram: Tensor, shrinkage: float = 0.0, neighbors: int | None = None) -> Tensor:
-        """``G[i, j] / (sqrt(G[i, i] G[j, j]) + shrinkage)``, zero diagonal; optionally only the
-        ``neighbors`` most similar items of each row are kept."""
+        """Dense ``G[i, j] / (sqrt(G[i, i] G[j, j]) + shrinkage)``, zero diagonal, for small
+        catalogues; optionally only the ``neighbors`` most similar items of each row are kept."""
         if shrinkage < 0:
             raise ValueError(f"shrinkage must be >= 0, got {shrinkage}")
         norms = gram.diagonal().clamp(min=0).sqrt()
@@ -177,39 +261,138 @@ class ItemKNN(ItemItemMethod):
         return sim
 
     @classmethod
-    def from_cooccurrence(cls, gram: Tensor, shrinkage: float = 10.0, neighbors: int | None = None,
-                          tie_break: float = 1e-6) -> "ItemKNN":
-        """Build from a precomputed :func:`cooccurrence` (cheap: reuse it across a tuning grid)."""
-        return cls(cls.similarity(gram, shrinkage, neighbors), gram.diagonal(), tie_break)
+    def grid_from_cooccurrence(cls, gram: GramLike, shrinkages: Sequence[float],
+                               neighbors: int | None = DEFAULT_NEIGHBORS,
+                               tie_break: float = 1e-6) -> dict[float, "ItemKNN"]:
+        """One method per shrinkage from a dense :func:`cooccurrence` or :func:`sparse_interactions`,
+        in one pass over the rows of ``G``."""
+        if isinstance(gram, Interactions):
+            counts, blocks, n = gram.item_counts, interaction_gram_blocks(gram), gram.n_items
+        else:
+            counts, blocks, n = gram.diagonal().numpy(), dense_gram_blocks(gram), gram.shape[0]
+        sims = topk_similarity(blocks, counts, n, list(shrinkages), neighbors)
+        popularity = torch.as_tensor(np.asarray(counts, dtype=np.float64))
+        return {s: cls(sim, popularity, tie_break) for s, sim in zip(shrinkages, sims)}
+
+    @classmethod
+    def from_cooccurrence(cls, gram: GramLike, shrinkage: float = 10.0,
+                          neighbors: int | None = DEFAULT_NEIGHBORS, tie_break: float = 1e-6) -> "ItemKNN":
+        """Build from a dense :func:`cooccurrence` or :func:`sparse_interactions` (``neighbors=None``:
+        keep every similarity)."""
+        return cls.grid_from_cooccurrence(gram, [shrinkage], neighbors, tie_break)[shrinkage]
 
     @classmethod
     def fit(cls, events: EventsLike, encoders: Encoders | None = None, *, shrinkage: float = 10.0,
-            neighbors: int | None = None, n_items: int | None = None, tie_break: float = 1e-6) -> "ItemKNN":
-        return cls.from_cooccurrence(cooccurrence(events, encoders, n_items), shrinkage, neighbors, tie_break)
+            neighbors: int | None = DEFAULT_NEIGHBORS, n_items: int | None = None,
+            tie_break: float = 1e-6) -> "ItemKNN":
+        return cls.from_cooccurrence(sparse_interactions(events, encoders, n_items), shrinkage, neighbors, tie_break)
+
+    @classmethod
+    def fit_grid(cls, events: EventsLike, encoders: Encoders | None = None, *, shrinkages: Sequence[float],
+                 neighbors: int | None = DEFAULT_NEIGHBORS, n_items: int | None = None,
+                 tie_break: float = 1e-6) -> dict[float, "ItemKNN"]:
+        """``{shrinkage: ItemKNN}`` for a tuning grid, sharing one pass over the co-occurrences."""
+        inter = sparse_interactions(events, encoders, n_items)
+        return cls.grid_from_cooccurrence(inter, shrinkages, neighbors, tie_break)
+
+
+def ease_memory_gb(n_items: int) -> float:
+    """Peak memory of EASE's dense inverse over ``n_items`` items (two ``(n, n)`` matrices), in GB."""
+    bytes_per_cell = 8 if n_items <= EASE_FLOAT64_ITEMS else 4
+    return 2 * n_items ** 2 * bytes_per_cell / 1e9
+
+
+def ease_fits(n_items: int, max_items: int = EASE_MAX_ITEMS) -> bool:
+    """Whether EASE can be fitted on all ``n_items`` items (else use ``top_items`` or skip it)."""
+    return n_items <= max_items
+
+
+def _ease_too_big(n_items: int, max_items: int) -> str:
+    return (
+        f"EASE inverts a dense {n_items:,} x {n_items:,} matrix: about {ease_memory_gb(n_items):.1f} GB for "
+        f"this catalogue of {n_items:,} items, above max_items={max_items:,} "
+        f"({ease_memory_gb(max_items):.1f} GB). Fit it on the most popular items with "
+        f"top_items={max_items:,} or fewer, or skip EASE (ease_fits(n_items) tells in advance)"
+    )
 
 
 class EASE(ItemItemMethod):
-    """EASE: closed-form linear item-item model with L2 regularisation ``lam``; zero diagonal."""
+    """EASE: closed-form linear item-item model with L2 regularisation ``lam``; zero diagonal.
+    Optionally fitted on the ``top_items`` most popular items only (others score the tie-break)."""
 
     @staticmethod
-    def weights_from(gram: Tensor, lam: float = 100.0) -> Tensor:
-        """``B = I - P diag(1 / diag(P))`` with ``P = (G + lam I)^-1`` (computed in float64)."""
+    def weights_from(gram: Tensor, lam: float = 100.0, dtype: torch.dtype | None = None,
+                     in_place: bool = False) -> Tensor:
+        """``B = I - P diag(1 / diag(P))`` with ``P = (G + lam I)^-1``, exact via Cholesky.
+
+        dtype: float64 up to ``EASE_FLOAT64_ITEMS`` items, float32 above (halves the memory);
+        in_place: overwrite ``gram`` (of that dtype) to keep only two ``(n, n)`` matrices alive.
+        """
         if lam <= 0:
             raise ValueError(f"lam must be > 0 (it makes G + lam I invertible), got {lam}")
-        g = gram.to(torch.float64) + lam * torch.eye(gram.shape[0], dtype=torch.float64, device=gram.device)
-        p = torch.linalg.inv(g)
-        b = -p / p.diagonal()[None, :]
-        b.fill_diagonal_(0.0)
-        return b
+        n = gram.shape[0]
+        dtype = dtype or (torch.float64 if n <= EASE_FLOAT64_ITEMS else torch.float32)
+        g = gram if in_place and gram.dtype == dtype else gram.to(dtype, copy=True)
+        g.diagonal().add_(lam)
+        info = torch.empty((), dtype=torch.int32)
+        torch.linalg.cholesky_ex(g, out=(g, info))  # G + lam I is symmetric positive definite
+        if int(info):
+            raise ValueError(f"G + lam I is not positive definite in {dtype} (lam={lam}); use a larger lam")
+        p = torch.cholesky_inverse(g)
+        del g
+        p.div_(-p.diagonal().clone())  # column j divided by -P[j, j]
+        p.fill_diagonal_(0.0)
+        return p
 
     @classmethod
-    def from_cooccurrence(cls, gram: Tensor, lam: float = 100.0, tie_break: float = 1e-6) -> "EASE":
+    def from_cooccurrence(cls, gram: Tensor, lam: float = 100.0, tie_break: float = 1e-6,
+                          max_items: int = EASE_MAX_ITEMS) -> "EASE":
+        if not ease_fits(gram.shape[0], max_items):
+            raise ValueError(_ease_too_big(gram.shape[0], max_items))
         return cls(cls.weights_from(gram, lam), gram.diagonal(), tie_break)
 
     @classmethod
     def fit(cls, events: EventsLike, encoders: Encoders | None = None, *, lam: float = 100.0,
-            n_items: int | None = None, tie_break: float = 1e-6) -> "EASE":
-        return cls.from_cooccurrence(cooccurrence(events, encoders, n_items), lam, tie_break)
+            n_items: int | None = None, tie_break: float = 1e-6, top_items: int | None = None,
+            max_items: int = EASE_MAX_ITEMS) -> "EASE":
+        """top_items: fit on the most popular items only (by users; ties: lower code)."""
+        return cls.fit_grid(events, encoders, lambdas=[lam], n_items=n_items, tie_break=tie_break,
+                            top_items=top_items, max_items=max_items)[lam]
+
+    @classmethod
+    def fit_grid(cls, events: EventsLike, encoders: Encoders | None = None, *, lambdas: Sequence[float],
+                 n_items: int | None = None, tie_break: float = 1e-6, top_items: int | None = None,
+                 max_items: int = EASE_MAX_ITEMS) -> dict[float, "EASE"]:
+        """``{lam: EASE}`` for a tuning grid; the Gram matrix is rebuilt per value so that only two
+        dense matrices are alive at a time."""
+        inter = sparse_interactions(events, encoders, n_items)
+        n = inter.n_items
+        if top_items is None and not ease_fits(n, max_items):
+            raise ValueError(_ease_too_big(n, max_items))
+        if top_items is not None and not 1 <= top_items <= max_items:
+            raise ValueError(f"top_items must lie in 1..max_items={max_items:,}, got {top_items}")
+        counts = inter.item_counts
+        items = None
+        if top_items is not None and top_items < n:
+            items = np.sort(np.argsort(-counts, kind="stable")[:top_items])
+            inter = inter.restrict(items)
+        for lam in lambdas:  # refuse bad values before any expensive work
+            if lam <= 0:
+                raise ValueError(f"lam must be > 0 (it makes G + lam I invertible), got {lam}")
+        popularity = torch.as_tensor(counts, dtype=torch.float64)
+        subset = None if items is None else torch.as_tensor(items)
+        return {lam: cls(cls.weights_from(_dense_gram(inter), lam, in_place=True), popularity, tie_break,
+                         items=subset, n_items=n) for lam in lambdas}
+
+
+def _dense_gram(inter: Interactions) -> Tensor:
+    """``G`` as a dense matrix in EASE's working dtype, filled block by block."""
+    n = inter.n_items
+    gram = torch.zeros(n, n, dtype=torch.float64 if n <= EASE_FLOAT64_ITEMS else torch.float32)
+    x = inter.user_matrix()
+    for start, stop in inter.row_blocks():
+        gram[start:stop] = inter.gram_rows(start, stop, x).to_dense()
+    return gram
 
 
 class RecentPopularity:
@@ -268,7 +451,8 @@ def tune_hyperparameter(
     """Pick the grid value whose method has the best mean ``metric`` (higher is better) on
     validation tasks (:class:`~metarec_ref.eval.evaluate.EvalTasks` with ranking inputs).
 
-    E.g. ``tune_hyperparameter(lambda s: ItemKNN.from_cooccurrence(G, s), [0, 10, 100], val)``.
+    E.g. ``knn = ItemKNN.fit_grid(train, encoders, shrinkages=[0, 10, 100])`` then
+    ``tune_hyperparameter(knn.__getitem__, list(knn), val)``.
     """
     if not grid:
         raise ValueError("grid is empty; give at least one value to try")
@@ -287,7 +471,11 @@ def tune_hyperparameter(
 
 
 __all__ = [
+    "DEFAULT_NEIGHBORS",
+    "DENSE_MAX_ITEMS",
     "EASE",
+    "EASE_FLOAT64_ITEMS",
+    "EASE_MAX_ITEMS",
     "EncodedEvents",
     "ItemItemMethod",
     "ItemKNN",
@@ -295,7 +483,10 @@ __all__ = [
     "SupportItems",
     "TuneResult",
     "cooccurrence",
+    "ease_fits",
+    "ease_memory_gb",
     "encode_events",
+    "sparse_interactions",
     "support_items",
     "tune_hyperparameter",
 ]

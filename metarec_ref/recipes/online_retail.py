@@ -142,7 +142,8 @@ class ClassicalBaselines:
         if None not in grid.window_days:
             raise ValueError("grid.window_days must contain None: all-time popularity is a baseline of its own")
         gram = cooccurrence(train, encoders)
-        knn = {s: ItemKNN.from_cooccurrence(gram, s) for s in grid.shrinkage}
+        # Every similarity kept (no top-k): a catalogue of a few thousand items fits densely.
+        knn = ItemKNN.grid_from_cooccurrence(gram, list(grid.shrinkage), neighbors=None)
         ease = {lam: EASE.from_cooccurrence(gram, lam) for lam in grid.ease_lambda}
         recent = {w: RecentPopularity.fit(train, encoders, window_days=w) for w in grid.window_days}
         return cls(gram, knn, ease, recent)

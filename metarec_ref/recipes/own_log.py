@@ -75,8 +75,9 @@ class OwnLogConfig:
     shrinkage_grid: tuple[float, ...] = (0.0, 5.0, 20.0, 100.0)
     ease_lambdas: tuple[float, ...] = (50.0, 200.0, 1000.0)
     window_days: tuple[float, ...] = (7, 30, 90)
-    ease_max_items: int = 15_000
-    item_item_max_items: int = 15_000  # its similarity matrix is dense
+    ease_max_items: int = 8_000  # above: EASE on the most popular items only
+    ease_top_items: int = 5_000
+    item_item_max_items: int = 8_000  # its similarity matrices are dense
     time_budget_s: float = 120.0  # for tuning the meta-learners' grids
     n_seeds: int = 3
     n_boot: int = 2000
@@ -220,7 +221,7 @@ def run_own_log(events: pd.DataFrame, config: OwnLogConfig | None = None,
         classical, result.skipped = fit_classical(
             choice.parts.train, encoders, val, shrinkage_grid=config.shrinkage_grid,
             ease_lambdas=config.ease_lambdas, window_days=config.window_days,
-            ease_max_items=config.ease_max_items)
+            ease_max_items=config.ease_max_items, ease_top_items=config.ease_top_items)
         for name, fitted in classical.items():
             per_task[name] = scores(fitted.method, test)
             result.tuning[name] = fitted.chosen

@@ -27,7 +27,16 @@ from metarec_ref.eval.baselines import (
     train_supervised,
     tune_fine_tuning,
 )
-from metarec_ref.eval.classical import EASE, ItemKNN, RecentPopularity, cooccurrence, tune_hyperparameter
+from metarec_ref.eval.classical import (
+    DEFAULT_NEIGHBORS,
+    EASE,
+    ItemKNN,
+    RecentPopularity,
+    cooccurrence,
+    ease_fits,
+    ease_memory_gb,
+    tune_hyperparameter,
+)
 from metarec_ref.eval.evaluate import EvalTasks
 from metarec_ref.meta.learners import build_learner
 from metarec_ref.meta.maml import InnerLoopConfig
@@ -53,7 +62,7 @@ class Fitted:
 
 
 def fit_classical(train_events: pd.DataFrame, encoders: Encoders, val: EvalTasks, *,
-                  shrinkage_grid, ease_lambdas, window_days, ease_max_items: int,
+                  shrinkage_grid, ease_lambdas, window_days, ease_max_items: int, ease_top_items: int,
                   metric: str = "ndcg@10") -> tuple[dict[str, Fitted], dict[str, str]]:
     """Popularity, recent popularity, item-kNN and EASE, each tuned on ``val``; and what was skipped, why."""
     fitted, skipped = {}, {}
@@ -62,18 +71,19 @@ def fit_classical(train_events: pd.DataFrame, encoders: Encoders, val: EvalTasks
     fitted["popularity"] = Fitted(recent[None], {"window_days": "all time"})
     best = tune_hyperparameter(recent.__getitem__, [w for w in windows if w is not None] or [None], val, metric)
     fitted["recent popularity"] = Fitted(best.method, {"window_days": best.value}, best.table)
-    gram = cooccurrence(train_events, encoders)
-    knn = {s: ItemKNN.from_cooccurrence(gram, s) for s in shrinkage_grid}
+    knn = ItemKNN.fit_grid(train_events, encoders, shrinkages=list(shrinkage_grid))
     best = tune_hyperparameter(knn.__getitem__, list(knn), val, metric)
-    fitted["item-kNN"] = Fitted(best.method, {"shrinkage": best.value}, best.table)
+    fitted["item-kNN"] = Fitted(best.method, {"shrinkage": best.value, "neighbours": DEFAULT_NEIGHBORS}, best.table)
     n_items = encoders.spec.n_items
-    if n_items > ease_max_items:
-        skipped["EASE"] = (f"{n_items:,} item codes exceed EASE_MAX_ITEMS = {ease_max_items:,}: its dense "
-                           f"{n_items:,} x {n_items:,} inverse would need {n_items ** 2 * 8 / 1e9:.1f} GB")
-    else:
-        ease = {lam: EASE.from_cooccurrence(gram, lam) for lam in ease_lambdas}
-        best = tune_hyperparameter(ease.__getitem__, list(ease), val, metric)
-        fitted["EASE"] = Fitted(best.method, {"lambda": best.value}, best.table)
+    top_items = None if ease_fits(n_items, ease_max_items) else ease_top_items
+    ease = EASE.fit_grid(train_events, encoders, lambdas=list(ease_lambdas), top_items=top_items)
+    best = tune_hyperparameter(ease.__getitem__, list(ease), val, metric)
+    name = "EASE" if top_items is None else f"EASE (top {top_items:,} items)"
+    fitted[name] = Fitted(best.method, {"lambda": best.value}, best.table)
+    if top_items is not None:
+        skipped["EASE on the whole catalogue"] = (
+            f"{n_items:,} item codes exceed EASE_MAX_ITEMS = {ease_max_items:,} (its dense inverse would need "
+            f"{ease_memory_gb(n_items):.1f} GB); fitted on the {top_items:,} most popular items instead")
     return fitted, skipped
 
 
@@ -153,10 +163,11 @@ def item_item_setup(train_events: pd.DataFrame, encoders: Encoders, knn: Fitted,
     co-occurrences are not in the training similarity).
     """
     fit_events, task_events = holdout_users(train_events, 0.3, seed=seed)
-    gram_fit = cooccurrence(fit_events, encoders)
     shrinkage = knn.chosen["shrinkage"]
+    # Dense similarities with every neighbour: the scorer reads whole rows (small catalogues only).
     inputs = ItemItemInputs(
-        sim_train=ItemKNN.similarity(gram_fit, shrinkage), sim_eval=knn.method.weights,
+        sim_train=ItemKNN.similarity(cooccurrence(fit_events, encoders), shrinkage),
+        sim_eval=ItemKNN.similarity(cooccurrence(train_events, encoders), shrinkage),
         popularity=recent.method.scores, item_category=torch.as_tensor(encoders.item_category))
     return ItemItemSetup(inputs, ItemItemConfig(n_query=n_query, meta_steps=meta_steps)), task_events
 

@@ -1,0 +1,254 @@
+"""Item-item similarity at catalogue scale: the binary user x item matrix kept sparse, its Gram
+matrix ``G = X^T X`` computed in row blocks, and only the top neighbours of each item kept.
+
+A dense ``(n_items, n_items)`` matrix is never built: at 60,000 items one would take 14-29 GB.
+Each block of rows of ``G`` is a sparse product (``X[:, rows]^T X``); the cosine similarities of
+its stored entries are computed, the ``neighbors`` largest of each row kept, and the block
+dropped. The result is a sparse CSR matrix with at most ``n_items * neighbors`` entries.
+
+Ties at the cut are broken towards the lower item code, so the kept set is deterministic.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from metarec_ref.batch import UNKNOWN
+
+# Upper bound on the stored entries of one block of Gram rows (a few hundred MB at most).
+BLOCK_ENTRIES = 2_000_000
+# Cells of a padded (rows, longest row) matrix used to pick the top neighbours at once.
+PAD_CELLS = 8_000_000
+_COL_BITS = 31  # item codes below 2^31; positive float32 bit patterns fit in 31 bits too
+
+
+def _csr(crow: np.ndarray, col: np.ndarray, values: Tensor, shape: tuple[int, int]) -> Tensor:
+    with warnings.catch_warnings():  # torch marks its sparse formats as beta; products are exact
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(torch.as_tensor(crow), torch.as_tensor(col), values, shape)
+
+
+@dataclass
+class Interactions:
+    """The binary user x item matrix ``X`` (who had which item), in both orientations as CSR arrays.
+
+    ``user_ptr``/``user_items``: the items of each user (sorted); ``item_ptr``/``item_users``: the
+    users of each item (sorted). The unknown item code is dropped.
+    """
+
+    user_ptr: np.ndarray
+    user_items: np.ndarray
+    item_ptr: np.ndarray
+    item_users: np.ndarray
+    n_items: int
+
+    @classmethod
+    def from_codes(cls, users: np.ndarray, items: np.ndarray, n_items: int,
+                   drop_unknown: bool = True) -> "Interactions":
+        """From event codes (repeats count once); ``users`` are any non-negative integers."""
+        users = np.asarray(users, dtype=np.int64)
+        items = np.asarray(items, dtype=np.int64)
+        if drop_unknown:
+            known = items != UNKNOWN
+            users, items = users[known], items[known]
+        users = np.unique(users, return_inverse=True)[1].reshape(-1) if len(users) else users
+        n_users = int(users.max()) + 1 if len(users) else 0
+        pairs = np.unique(users * n_items + items)  # sorted by user, then item
+        pair_users, pair_items = pairs // n_items, pairs % n_items
+        by_item = np.argsort(pair_items, kind="stable")  # users stay sorted within each item
+        return cls(
+            user_ptr=_pointers(pair_users, n_users),
+            user_items=pair_items,
+            item_ptr=_pointers(pair_items, n_items),
+            item_users=pair_users[by_item],
+            n_items=n_items,
+        )
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ptr) - 1
+
+    @property
+    def item_counts(self) -> np.ndarray:
+        """Users per item: the diagonal of ``G``."""
+        return np.diff(self.item_ptr)
+
+    def restrict(self, items: np.ndarray) -> "Interactions":
+        """Only the given item codes, renumbered ``0..len(items)-1`` in the given order."""
+        position = np.full(self.n_items, -1, dtype=np.int64)
+        position[items] = np.arange(len(items))
+        user_of_pair = np.repeat(np.arange(self.n_users), np.diff(self.user_ptr))
+        new_items = position[self.user_items]
+        kept = new_items >= 0
+        return Interactions.from_codes(user_of_pair[kept], new_items[kept], len(items), drop_unknown=False)
+
+    def user_matrix(self) -> Tensor:
+        """``X`` as a float32 CSR tensor ``(n_users, n_items)``."""
+        ones = torch.ones(len(self.user_items), dtype=torch.float32)
+        return _csr(self.user_ptr, self.user_items, ones, (self.n_users, self.n_items))
+
+    def gram_rows(self, start: int, stop: int, x: Tensor | None = None) -> Tensor:
+        """Rows ``start:stop`` of ``G`` as a float32 CSR tensor (exact counts below 2^24 users)."""
+        x = self.user_matrix() if x is None else x
+        lo, hi = self.item_ptr[start], self.item_ptr[stop]
+        rows = _csr(self.item_ptr[start:stop + 1] - lo, self.item_users[lo:hi],
+                    torch.ones(int(hi - lo), dtype=torch.float32), (stop - start, self.n_users))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return rows @ x
+
+    def row_blocks(self, max_entries: int = BLOCK_ENTRIES) -> list[tuple[int, int]]:
+        """Consecutive row ranges whose Gram rows hold at most about ``max_entries`` entries.
+
+        A row of ``G`` holds at most ``min(n_items, sum of its users' history lengths)`` entries,
+        so popular items get small blocks and rare ones large blocks.
+        """
+        history = np.diff(self.user_ptr)
+        per_pair = history[self.item_users]
+        running = np.concatenate([[0], np.cumsum(per_pair)])
+        work = running[self.item_ptr[1:]] - running[self.item_ptr[:-1]]
+        bound = np.minimum(work, self.n_items).astype(np.int64) + 1
+        ends = np.cumsum(bound)
+        blocks, start = [], 0
+        while start < self.n_items:
+            budget = (ends[start - 1] if start else 0) + max_entries
+            stop = max(int(np.searchsorted(ends, budget, side="right")), start + 1)
+            blocks.append((start, stop))
+            start = stop
+        return blocks
+
+
+def _pointers(sorted_rows: np.ndarray, n_rows: int) -> np.ndarray:
+    ptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(sorted_rows, minlength=n_rows), out=ptr[1:])
+    return ptr
+
+
+def dense_gram_blocks(gram: Tensor, rows: int = 2048) -> Iterator[tuple[int, int, Tensor]]:
+    """Row blocks of a dense Gram matrix as CSR tensors (the small-catalogue path)."""
+    for start in range(0, gram.shape[0], rows):
+        stop = min(start + rows, gram.shape[0])
+        with warnings.catch_warnings():  # torch marks its sparse formats as beta; the copy is exact
+            warnings.simplefilter("ignore", UserWarning)
+            block = gram[start:stop].to(torch.float64).to_sparse_csr()
+        yield start, stop, block
+
+
+def interaction_gram_blocks(interactions: Interactions) -> Iterator[tuple[int, int, Tensor]]:
+    """Row blocks of ``G`` computed from the sparse interactions, one at a time."""
+    x = interactions.user_matrix()
+    for start, stop in interactions.row_blocks():
+        yield start, stop, interactions.gram_rows(start, stop, x)
+
+
+def _top_per_row(rows: np.ndarray, cols: np.ndarray, sims: np.ndarray, lengths: np.ndarray,
+                 neighbors: int) -> np.ndarray:
+    """Indices of the entries to keep: every entry of rows with at most ``neighbors`` entries, and
+    the ``neighbors`` largest (ties: lower column) of longer rows. ``rows`` are block-local, sorted."""
+    keep = np.ones(len(rows), dtype=bool)
+    long_rows = np.flatnonzero(lengths > neighbors)
+    if len(long_rows) == 0:
+        return keep
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    # One int64 key per entry: similarity bits first (positive floats order like their bits),
+    # then the complemented column so that equal similarities prefer the lower column.
+    order = long_rows[np.argsort(lengths[long_rows], kind="stable")]  # similar lengths pad together
+    group_start = 0
+    while group_start < len(order):
+        group = order[group_start:group_start + max(1, PAD_CELLS // int(lengths[order[group_start]]))]
+        group = group[:max(1, PAD_CELLS // int(lengths[group[-1]]))]  # lengths ascend: the last is longest
+        longest = int(lengths[group[-1]])
+        group_len = lengths[group]
+        local_row = np.repeat(np.arange(len(group)), group_len)
+        offset = np.arange(int(group_len.sum())) - np.repeat(np.cumsum(group_len) - group_len, group_len)
+        entry = np.repeat(starts[group], group_len) + offset
+        key = (sims[entry].view(np.int32).astype(np.int64) << _COL_BITS) | ((1 << _COL_BITS) - 1 - cols[entry])
+        padded = torch.full((len(group), longest), -1, dtype=torch.int64)
+        padded[torch.as_tensor(local_row), torch.as_tensor(offset)] = torch.as_tensor(key)
+        top = padded.topk(neighbors, dim=1, sorted=False).indices.numpy()
+        chosen = np.zeros((len(group), longest), dtype=bool)
+        np.put_along_axis(chosen, top, True, axis=1)
+        keep[entry] = chosen[local_row, offset]
+        group_start += len(group)
+    return keep
+
+
+def topk_similarity(
+    blocks: Iterator[tuple[int, int, Tensor]],
+    counts: np.ndarray,
+    n_items: int,
+    shrinkages: Sequence[float],
+    neighbors: int | None = 200,
+) -> list[Tensor]:
+    """Cosine with shrinkage ``G[i, j] / (sqrt(G[i, i] G[j, j]) + shrinkage)``, zero diagonal,
+    keeping the ``neighbors`` largest per row (``None``: all), for each shrinkage.
+
+    blocks: ``(start, stop, rows of G as CSR)``; counts: the diagonal of ``G``. Returns one float32
+    CSR tensor ``(n_items, n_items)`` per shrinkage, from a single pass over the blocks.
+    """
+    if any(s < 0 for s in shrinkages):
+        raise ValueError(f"shrinkage must be >= 0, got {list(shrinkages)}")
+    if neighbors is not None and neighbors < 1:
+        raise ValueError(f"neighbors must be >= 1 or None (all), got {neighbors}")
+    norms = np.sqrt(np.clip(np.asarray(counts, dtype=np.float64), 0, None))
+    parts: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in shrinkages]
+    for start, stop, block in blocks:
+        crow = block.crow_indices().numpy()
+        cols = block.col_indices().numpy().astype(np.int64)
+        gram = block.values().numpy().astype(np.float64)
+        rows = np.repeat(np.arange(stop - start), np.diff(crow))
+        # Canonical order (row, column): products need not sort columns within a row.
+        order = np.argsort(rows * n_items + cols, kind="stable")
+        rows, cols, gram = rows[order], cols[order], gram[order]
+        off_diagonal = (cols != rows + start) & (gram != 0)
+        rows, cols, gram = rows[off_diagonal], cols[off_diagonal], gram[off_diagonal]
+        lengths = np.bincount(rows, minlength=stop - start)
+        outer = norms[rows + start] * norms[cols]
+        for part, shrinkage in zip(parts, shrinkages):
+            sims = (gram / np.maximum(outer + shrinkage, 1e-12)).astype(np.float32)
+            keep = np.ones(len(rows), dtype=bool) if neighbors is None else _top_per_row(
+                rows, cols, sims, lengths, neighbors)
+            # int32 codes halve what the kept parts hold until they are assembled.
+            part.append(((rows[keep] + start).astype(np.int32), cols[keep].astype(np.int32), sims[keep]))
+    return [_assemble(part, n_items) for part in parts]
+
+
+def _assemble(part: list[tuple[np.ndarray, np.ndarray, np.ndarray]], n_items: int) -> Tensor:
+    rows = np.concatenate([p[0] for p in part]) if part else np.zeros(0, dtype=np.int64)
+    cols = np.concatenate([p[1] for p in part]) if part else np.zeros(0, dtype=np.int64)
+    sims = np.concatenate([p[2] for p in part]) if part else np.zeros(0, dtype=np.float32)
+    part.clear()
+    return _csr(_pointers(rows, n_items), cols.astype(np.int64), torch.as_tensor(sims), (n_items, n_items))
+
+
+def sparse_row_sums(weights: Tensor, items: Tensor, mask: Tensor) -> Tensor:
+    """``(tasks, n_items)``: for each task the sum of the CSR ``weights`` rows of its masked items."""
+    n_items = weights.shape[1]
+    crow, cols, values = weights.crow_indices(), weights.col_indices(), weights.values()
+    task = torch.arange(items.shape[0], device=items.device)[:, None].expand_as(items)[mask]
+    item = items[mask]
+    starts, lengths = crow[item], crow[item + 1] - crow[item]
+    total = int(lengths.sum())
+    out = torch.zeros(items.shape[0] * n_items, dtype=values.dtype, device=values.device)
+    if total:
+        # Entry positions of every selected row, laid end to end.
+        row_of_entry = torch.repeat_interleave(torch.arange(len(item), device=items.device), lengths)
+        first = torch.cumsum(lengths, 0) - lengths
+        entry = starts[row_of_entry] + torch.arange(total, device=items.device) - first[row_of_entry]
+        out.index_add_(0, task[row_of_entry] * n_items + cols[entry], values[entry])
+    return out.view(items.shape[0], n_items)
+
+
+__all__ = [
+    "Interactions",
+    "dense_gram_blocks",
+    "interaction_gram_blocks",
+    "sparse_row_sums",
+    "topk_similarity",
+]

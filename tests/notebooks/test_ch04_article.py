@@ -16,7 +16,7 @@ def test_article_chapter_small(tmp_path):
     assert values["shallow_param_change"] > 0
     # Bug 3: memorisation.
     assert values["memo_support_mse"] < values["memo_heldout_mse"] / 10
-    # The fix: exact meta-gradient, FOMAML visibly different, and it learns.
+    # The fix: exact meta-gradient, first-order MAML visibly different, and it learns.
     assert values["gradcheck_maml_rel_error"] < 1e-6
     assert values["gradcheck_fomaml_rel_error"] > 1e-3
     assert values["fix_auc_trained"] > values["fix_auc_untrained"] + 0.1

@@ -67,3 +67,25 @@ def test_clickstream_with_many_new_users(tmp_path):
     assert values["own_new_users_at_cut"] > 400
     assert values["own_enough"] is True
     assert 0.25 < values["own_positive_share"] < 0.35  # carts and purchases: 30% of events
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_online_retail(tmp_path):
+    from metarec_ref.data import choose_protocol, find_online_retail, load_online_retail
+
+    try:
+        find_online_retail()
+    except FileNotFoundError as err:
+        pytest.skip(str(err))
+    events = load_online_retail()
+    data = tmp_path / "online_retail_clean.parquet"
+    events.to_parquet(data)
+    expected = choose_protocol(events, k_support=5, n_query=10)
+    values = run_chapter(tmp_path, data, {"COLUMNS": {}, "EVENT_MAP": {}}, LEARNERS=["maml", "item_item"])
+    assert values["own_events"] == len(events)
+    assert values["own_protocol"] == expected.name
+    assert values["own_evidence_test_tasks"] == expected.evidence.tasks["test"]
+    assert values["own_enough"] is expected.enough
+    if expected.enough:
+        assert values["own_comparisons"] == 4

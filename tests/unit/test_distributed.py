@@ -127,6 +127,7 @@ def _assert_params_close(got: dict, want: dict, atol: float = 1e-6) -> None:
         torch.testing.assert_close(got[name], want[name], atol=atol, rtol=0, msg=lambda m: f"{name}: {m}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algorithm", list(CASES))
 def test_two_ranks_equal_one_process(two_ranks, algorithm):
     ranks, _ = two_ranks
@@ -213,6 +214,7 @@ def test_command_line_runs_and_resumes(tmp_path, capsys, monkeypatch):
     assert saved["step"] == 4 and saved["config"]["meta_batch_size"] == 4
 
 
+@pytest.mark.slow
 def test_torchrun_two_ranks_on_loopback(tmp_path):
     tasks = tmp_path / "tasks.pt"
     save_tasks(tasks, SPEC, _tasks(40, 1), _tasks(12, 2))

@@ -1,0 +1,96 @@
+"""Chapter 8 on a reader-sized log: 1.5M purchases of 2,500 households over 60,000 products in a year.
+
+Writes the log as a gzip-compressed CSV in a foreign layout (baskets, quantities), runs the README's
+own-data command on it (papermill, default parameters), and measures the wall time and the peak
+memory of the kernel that ran the chapter. Prints progress, then one JSON line.
+
+    python benchmarks/own_log_scale.py [--events 1500000] [--items 60000] [--households 2500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+COLUMNS = {"household_key": "user_id", "PRODUCT_ID": "item_id", "DAY": "timestamp", "BASKET_ID": "session_id",
+           "QUANTITY": "quantity", "SALES_VALUE": "price"}
+
+
+def write_panel(path: Path, n_events: int, n_items: int, n_households: int, seed: int = 0) -> dict:
+    """Households with a taste for one of 50 product segments, shopping in baskets all year."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.multinomial(n_events, rng.dirichlet(np.full(n_households, 2.0)))
+    household = np.repeat(np.arange(n_households), lengths)
+    segments, per_segment = 50, n_items // 50
+    popularity = 1.0 / (np.arange(n_items) + 10.0)
+    anywhere = rng.choice(n_items, size=n_events, p=popularity / popularity.sum())
+    rank = np.minimum(rng.zipf(1.5, size=n_events) - 1, per_segment - 1)
+    own = rng.integers(0, segments, size=n_households)[household] * per_segment + rank
+    items = np.where(rng.random(n_events) < 0.5, own, anywhere)
+    # Baskets of about ten lines; each basket on one day of the year.
+    basket = np.cumsum(rng.random(n_events) < 0.1)
+    basket += household * n_events  # no basket spans two households
+    _, basket = np.unique(basket, return_inverse=True)
+    day = rng.integers(0, 365, size=basket.max() + 1)[basket]
+    quantity = np.where(rng.random(n_events) < 0.01, -1, 1 + rng.poisson(0.5, size=n_events))
+    frame = pd.DataFrame({
+        "household_key": household, "BASKET_ID": basket, "PRODUCT_ID": items,
+        "DAY": pd.Timestamp("2024-01-01") + pd.to_timedelta(day, unit="D"),
+        "QUANTITY": quantity, "SALES_VALUE": np.round(quantity * rng.uniform(0.5, 9.0, size=n_events), 2),
+    }).sort_values(["DAY", "BASKET_ID"], kind="stable")
+    frame.to_csv(path, index=False, compression="gzip")
+    return {"events": n_events, "products": int(len(np.unique(items))), "households": n_households,
+            "returns": int((quantity <= 0).sum())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_500_000)
+    parser.add_argument("--items", type=int, default=60_000)
+    parser.add_argument("--households", type=int, default=2_500)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp())
+    data = work / "panel.csv.gz"
+    start = time.perf_counter()
+    made = write_panel(data, args.events, args.items, args.households)
+    print(f"wrote {made} to {data} in {time.perf_counter() - start:.0f} s", flush=True)
+    out = work / "result.ipynb"
+    mapping = json.dumps({"COLUMNS": COLUMNS, "EVENT_MAP": {}})
+    command = [str(Path(sys.executable).parent / "papermill"), "notebooks/08_your_data.ipynb", str(out),
+               "-k", "python3", "-p", "DATA_PATH", str(data), "-p", "DROP_RETURNS", "True", "-y", mapping]
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, env={**os.environ, "METAREC_QUIET": "1"}, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest child: the kernel
+    if done.returncode != 0:
+        print(done.stderr[-4000:], file=sys.stderr)
+        raise SystemExit(f"the chapter failed with exit status {done.returncode}")
+    nb = nbformat.read(out, as_version=4)
+    sys.path.insert(0, str(ROOT))
+    from tests.notebooks.harness import glued_values
+
+    glued = glued_values(nb)
+    result = {
+        "log": made, "chapter_seconds": round(seconds, 1), "kernel_peak_rss_mb": round(peak_mb),
+        "protocol": glued.get("own_protocol"), "enough": glued.get("own_enough"),
+        "train_tasks": glued.get("own_train_tasks"), "test_tasks": glued.get("own_test_tasks"),
+        "analysis_seconds": round(glued.get("own_seconds", float("nan")), 1), "stage_seconds": glued.get("own_timings"),
+        "verdict": glued.get("own_verdict_sentence"), "cpu_threads": os.cpu_count(),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

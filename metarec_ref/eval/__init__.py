@@ -18,11 +18,6 @@ from metarec_ref.eval.classical import (
     cooccurrence,
     DEFAULT_NEIGHBORS,
     DENSE_MAX_ITEMS,
-    EASE,
-    EASE_FLOAT64_ITEMS,
-    EASE_MAX_ITEMS,
-    ease_fits,
-    ease_memory_gb,
     encode_events,
     EncodedEvents,
     ItemItemMethod,
@@ -33,6 +28,13 @@ from metarec_ref.eval.classical import (
     SupportItems,
     tune_hyperparameter,
     TuneResult,
+)
+from metarec_ref.eval.ease import (
+    EASE,
+    EASE_FLOAT64_ITEMS,
+    EASE_MAX_ITEMS,
+    ease_fits,
+    ease_memory_gb,
 )
 from metarec_ref.eval.evaluate import (
     cold_start_eval_tasks,

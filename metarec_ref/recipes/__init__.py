@@ -10,12 +10,12 @@ from metarec_ref.recipes.cold_start import (
     run_cold_start,
 )
 from metarec_ref.recipes.online_retail import (
+    CLEANING_STEPS,
     ClassicalBaselines,
     ClassicalGrid,
-    CLEANING_STEPS,
-    item_item_training_batch,
     ItemItemConfig,
     ItemItemInputs,
+    item_item_training_batch,
     load_online_retail_with_report,
     meta_train_item_item,
     online_retail_cleaning,
@@ -33,13 +33,13 @@ from metarec_ref.recipes.own_log import (
     verdict_table,
 )
 from metarec_ref.recipes.own_log_methods import (
-    Fitted,
     LEARNER_NAMES,
+    Fitted,
 )
 from metarec_ref.recipes.pipeline import (
-    build_cold_start_tasks,
     COLD_START_STAGES,
     ColdStartTasks,
+    build_cold_start_tasks,
 )
 
 __all__ = [

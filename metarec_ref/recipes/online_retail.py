@@ -42,13 +42,13 @@ from metarec_ref.data.loaders import (
 from metarec_ref.data.tasks import Tasks, ranking_targets, to_task_batch
 from metarec_ref.eval.baselines import SupervisedConfig, pool_events, train_supervised
 from metarec_ref.eval.classical import (
-    EASE,
     ItemKNN,
     RecentPopularity,
     TuneResult,
     cooccurrence,
     tune_hyperparameter,
 )
+from metarec_ref.eval.ease import EASE
 from metarec_ref.eval.evaluate import EvalTasks
 from metarec_ref.eval.metrics import bootstrap_ci
 from metarec_ref.eval.paired import compare_to_best

@@ -29,14 +29,12 @@ from metarec_ref.eval.baselines import (
 )
 from metarec_ref.eval.classical import (
     DEFAULT_NEIGHBORS,
-    EASE,
     ItemKNN,
     RecentPopularity,
     cooccurrence,
-    ease_fits,
-    ease_memory_gb,
     tune_hyperparameter,
 )
+from metarec_ref.eval.ease import EASE, ease_fits, ease_memory_gb
 from metarec_ref.eval.evaluate import EvalTasks
 from metarec_ref.meta.learners import build_learner
 from metarec_ref.meta.maml import InnerLoopConfig

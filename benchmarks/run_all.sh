@@ -20,3 +20,5 @@ run maml_step_cpu_malloc_tuned env PYTHONPATH=. MALLOC_MMAP_THRESHOLD_=268435456
 if [ -f benchmarks/end_to_end.py ]; then
     run end_to_end_cpu "$PY" benchmarks/end_to_end.py
 fi
+run classical_scale_cpu "$PY" benchmarks/classical_scale.py
+run own_log_scale_cpu "$PY" benchmarks/own_log_scale.py

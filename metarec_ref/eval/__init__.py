@@ -5,29 +5,29 @@ from metarec_ref.eval.baselines import (
     FineTuneChoice,
     GlobalModel,
     ItemMean,
-    pool_events,
     Popularity,
-    reinitialized,
     ScratchPerTask,
     SupervisedConfig,
+    UserMean,
+    pool_events,
+    reinitialized,
     train_supervised,
     tune_fine_tuning,
-    UserMean,
 )
 from metarec_ref.eval.classical import (
-    cooccurrence,
     DEFAULT_NEIGHBORS,
     DENSE_MAX_ITEMS,
-    encode_events,
     EncodedEvents,
     ItemItemMethod,
     ItemKNN,
     RecentPopularity,
+    SupportItems,
+    TuneResult,
+    cooccurrence,
+    encode_events,
     sparse_interactions,
     support_items,
-    SupportItems,
     tune_hyperparameter,
-    TuneResult,
 )
 from metarec_ref.eval.ease import (
     EASE,
@@ -37,27 +37,27 @@ from metarec_ref.eval.ease import (
     ease_memory_gb,
 )
 from metarec_ref.eval.evaluate import (
-    cold_start_eval_tasks,
+    RESULT_COLUMNS,
     EvalTasks,
+    Method,
+    PerTaskResults,
+    cold_start_eval_tasks,
     evaluate,
     evaluate_per_task,
     inner_steps_curve,
-    Method,
     per_task_metrics,
-    PerTaskResults,
-    RESULT_COLUMNS,
     results_table,
 )
 from metarec_ref.eval.item_similarity import (
+    Interactions,
     dense_gram_blocks,
     interaction_gram_blocks,
-    Interactions,
     sparse_row_sums,
     topk_similarity,
 )
 from metarec_ref.eval.metrics import (
-    bootstrap_ci,
     MetricSummary,
+    bootstrap_ci,
     per_task_auc,
     per_task_hit_rate,
     per_task_log_loss,
@@ -68,21 +68,21 @@ from metarec_ref.eval.metrics import (
     summarize,
 )
 from metarec_ref.eval.oracle import (
-    SyntheticOracle,
     UNKNOWN_SCORE,
+    SyntheticOracle,
 )
 from metarec_ref.eval.paired import (
+    CORRECTIONS,
+    LOWER_IS_BETTER,
+    VERDICTS,
+    PairedDifference,
     aggregate_seeds,
     compare_to_best,
-    CORRECTIONS,
     holm_adjust,
-    LOWER_IS_BETTER,
     paired_bootstrap,
     paired_comparison,
-    PairedDifference,
     verdict,
     verdict_every_seed,
-    VERDICTS,
 )
 
 __all__ = [

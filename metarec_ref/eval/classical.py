@@ -341,6 +341,7 @@ def tune_hyperparameter(
     grid: Sequence[Any],
     val_tasks,
     metric: str = "ndcg@10",
+    chunk_size: int = 256,
 ) -> TuneResult:
     """Pick the grid value whose method has the best mean ``metric`` (higher is better) on
     validation tasks (:class:`~metarec_ref.eval.evaluate.EvalTasks` with ranking inputs).
@@ -356,7 +357,7 @@ def tune_hyperparameter(
     rows, methods = [], []
     for value in grid:
         method = make_method(value)
-        values = per_task_metrics(method, val_tasks, ks=(int(k),))[metric]
+        values = per_task_metrics(method, val_tasks, ks=(int(k),), chunk_size=chunk_size)[metric]
         rows.append({"value": value, metric: float(torch.nanmean(values)), "n_tasks": int((~values.isnan()).sum())})
         methods.append(method)
     table = pd.DataFrame(rows)

@@ -116,9 +116,8 @@ def _dense_gram(inter: Interactions) -> Tensor:
     """``G`` as a dense matrix in EASE's working dtype, filled block by block."""
     n = inter.n_items
     gram = torch.zeros(n, n, dtype=torch.float64 if n <= EASE_FLOAT64_ITEMS else torch.float32)
-    x = inter.user_matrix()
     for start, stop in inter.row_blocks():
-        gram[start:stop] = inter.gram_rows(start, stop, x).to_dense()
+        gram[start:stop] = inter.gram_rows(start, stop).to_dense()
     return gram
 
 

@@ -2,7 +2,7 @@
 matrix ``G = X^T X`` computed in row blocks, and only the top neighbours of each item kept.
 
 A dense ``(n_items, n_items)`` matrix is never built: at 60,000 items one would take 14-29 GB.
-Each block of rows of ``G`` is a sparse product (``X[:, rows]^T X``); the cosine similarities of
+Each block of rows of ``G`` is counted from the pairs (item, item of one of its users); the cosine similarities of
 its stored entries are computed, the ``neighbors`` largest of each row kept, and the block
 dropped. The result is a sparse CSR matrix with at most ``n_items * neighbors`` entries.
 
@@ -93,27 +93,37 @@ class Interactions:
         ones = torch.ones(len(self.user_items), dtype=torch.float32)
         return _csr(self.user_ptr, self.user_items, ones, (self.n_users, self.n_items))
 
-    def gram_rows(self, start: int, stop: int, x: Tensor | None = None) -> Tensor:
-        """Rows ``start:stop`` of ``G`` as a float32 CSR tensor (exact counts below 2^24 users)."""
-        x = self.user_matrix() if x is None else x
+    def gram_rows(self, start: int, stop: int) -> Tensor:
+        """Rows ``start:stop`` of ``G`` as a float32 CSR tensor (exact counts below 2^24 users).
+
+        Every (item of the block, item of one of its users) pair is listed and counted: memory in
+        proportion to the block's work, with no dense accumulator (torch's sparse product keeps one).
+        """
         lo, hi = self.item_ptr[start], self.item_ptr[stop]
-        rows = _csr(self.item_ptr[start:stop + 1] - lo, self.item_users[lo:hi],
-                    torch.ones(int(hi - lo), dtype=torch.float32), (stop - start, self.n_users))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            return rows @ x
+        users = self.item_users[lo:hi]
+        row_of_user = np.repeat(np.arange(stop - start), np.diff(self.item_ptr[start:stop + 1]))
+        lengths = np.diff(self.user_ptr)[users]
+        first = np.cumsum(lengths) - lengths
+        offset = np.arange(int(lengths.sum())) - np.repeat(first, lengths)
+        cols = self.user_items[np.repeat(self.user_ptr[users], lengths) + offset]
+        keys, counts = np.unique(np.repeat(row_of_user, lengths) * self.n_items + cols, return_counts=True)
+        crow = _pointers(keys // self.n_items, stop - start)
+        return _csr(crow, keys % self.n_items, torch.as_tensor(counts.astype(np.float32)),
+                    (stop - start, self.n_items))
 
     def row_blocks(self, max_entries: int = BLOCK_ENTRIES) -> list[tuple[int, int]]:
-        """Consecutive row ranges whose Gram rows hold at most about ``max_entries`` entries.
+        """Consecutive row ranges whose Gram rows take at most about ``max_entries`` products.
 
-        A row of ``G`` holds at most ``min(n_items, sum of its users' history lengths)`` entries,
-        so popular items get small blocks and rare ones large blocks.
+        Row ``i`` of ``G`` takes the sum of its users' history lengths in products (its result holds
+        at most ``n_items`` of them), so popular items get small blocks and rare ones large blocks.
         """
         history = np.diff(self.user_ptr)
         per_pair = history[self.item_users]
         running = np.concatenate([[0], np.cumsum(per_pair)])
         work = running[self.item_ptr[1:]] - running[self.item_ptr[:-1]]
-        bound = np.minimum(work, self.n_items).astype(np.int64) + 1
+        # gram_rows lists every (user, item) product of a row before counting them, so the row's
+        # work, not its (at most n_items) result entries, is what a block must bound.
+        bound = work.astype(np.int64) + 1
         ends = np.cumsum(bound)
         blocks, start = [], 0
         while start < self.n_items:
@@ -142,9 +152,8 @@ def dense_gram_blocks(gram: Tensor, rows: int = 2048) -> Iterator[tuple[int, int
 
 def interaction_gram_blocks(interactions: Interactions) -> Iterator[tuple[int, int, Tensor]]:
     """Row blocks of ``G`` computed from the sparse interactions, one at a time."""
-    x = interactions.user_matrix()
     for start, stop in interactions.row_blocks():
-        yield start, stop, interactions.gram_rows(start, stop, x)
+        yield start, stop, interactions.gram_rows(start, stop)
 
 
 def _top_per_row(rows: np.ndarray, cols: np.ndarray, sims: np.ndarray, lengths: np.ndarray,

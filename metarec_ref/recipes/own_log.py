@@ -28,7 +28,7 @@ from metarec_ref.data.log_profile import LogProfile, profile_log
 from metarec_ref.data.protocol_parts import PROTOCOL_BUILDERS
 from metarec_ref.data.protocols import ProtocolChoice, choose_protocol
 from metarec_ref.data.tasks import Tasks, ranking_targets, to_task_batch
-from metarec_ref.eval.baselines import GlobalModel
+from metarec_ref.eval.baselines import FineTune, GlobalModel
 from metarec_ref.eval.evaluate import EvalTasks, per_task_metrics
 from metarec_ref.eval.metrics import bootstrap_ci
 from metarec_ref.eval.paired import holm_adjust, paired_bootstrap, verdict
@@ -46,7 +46,7 @@ from metarec_ref.recipes.own_log_methods import (
 )
 from metarec_ref.runtime import seed_everything
 
-RANKING_CELLS_MB = 400  # memory for one chunk of full-ranking scores (tasks x items x hidden units)
+RANKING_CELLS_MB = 200  # memory for one chunk of full-ranking scores (tasks x items x hidden units)
 
 
 @dataclass
@@ -64,6 +64,9 @@ class OwnLogConfig:
     n_neg: int = 1
     negatives: str = "uniform"
     model: str = "mlp"
+    # What adapts per user, for the learners and fine-tuning alike: "dense" keeps the embedding
+    # tables global (MeLU's choice), so a task never copies a catalogue-sized table.
+    adapt: str = "dense"
     learners: tuple[str, ...] = ("maml", "metasgd", "item_item")
     inner_lr_grid: tuple[float, ...] = (0.03, 0.1, 0.3)
     inner_steps_grid: tuple[int, ...] = (1, 3)
@@ -221,7 +224,7 @@ def run_own_log(events: pd.DataFrame, config: OwnLogConfig | None = None,
         classical, result.skipped = fit_classical(
             choice.parts.train, encoders, val, shrinkage_grid=config.shrinkage_grid,
             ease_lambdas=config.ease_lambdas, window_days=config.window_days,
-            ease_max_items=config.ease_max_items, ease_top_items=config.ease_top_items)
+            ease_max_items=config.ease_max_items, ease_top_items=config.ease_top_items, chunk_size=chunk)
         for name, fitted in classical.items():
             per_task[name] = scores(fitted.method, test)
             result.tuning[name] = fitted.chosen
@@ -234,7 +237,7 @@ def run_own_log(events: pd.DataFrame, config: OwnLogConfig | None = None,
     for algorithm in (a for a in config.learners if a != "item_item"):
         tuned[algorithm] = tune_meta_learner(
             algorithm, config.model, encoders.spec, train_batch, val.batch,
-            inner_lr_grid=config.inner_lr_grid, inner_steps_grid=config.inner_steps_grid,
+            inner_lr_grid=config.inner_lr_grid, inner_steps_grid=config.inner_steps_grid, adapt=config.adapt,
             max_meta_steps=config.max_meta_steps, meta_batch_size=config.meta_batch_size,
             outer_lr=config.outer_lr, seed=config.seed, device=device, deadline=deadline)
         result.tuning[LEARNER_NAMES[algorithm]] = {**tuned[algorithm].chosen,
@@ -275,17 +278,18 @@ def run_own_log(events: pd.DataFrame, config: OwnLogConfig | None = None,
                                         seed=seed, device=device)
         if s == 0:
             fine_tune = tune_fine_tune(global_model, val.batch, steps_grid=steps_grid,
-                                       lr_grid=config.fine_tune_lr_grid)
+                                       lr_grid=config.fine_tune_lr_grid, adapt=config.adapt)
             result.tuning["fine-tune"] = fine_tune.chosen
             fine_tune_method = fine_tune.method
         else:
-            fine_tune_method = type(fine_tune.method)(global_model, fine_tune.chosen["steps"], fine_tune.chosen["lr"])
+            fine_tune_method = FineTune(global_model, fine_tune.chosen["steps"], fine_tune.chosen["lr"],
+                                        adapt=config.adapt)
         seeded.setdefault("global model", []).append(scores(GlobalModel(global_model), test))
         seeded.setdefault("fine-tune", []).append(scores(fine_tune_method, test))
         for algorithm, fitted in tuned.items():
             learner = fitted.method if s == 0 else train_meta_learner(
                 algorithm, config.model, encoders.spec, train_batch, val.batch,
-                inner_lr=fitted.chosen["inner_lr"], inner_steps=fitted.chosen["inner_steps"],
+                inner_lr=fitted.chosen["inner_lr"], inner_steps=fitted.chosen["inner_steps"], adapt=config.adapt,
                 max_meta_steps=config.max_meta_steps, meta_batch_size=config.meta_batch_size,
                 outer_lr=config.outer_lr, seed=seed, device=device)[0]
             seeded.setdefault(LEARNER_NAMES[algorithm], []).append(scores(learner, test))

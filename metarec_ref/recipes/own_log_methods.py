@@ -61,21 +61,27 @@ class Fitted:
 
 def fit_classical(train_events: pd.DataFrame, encoders: Encoders, val: EvalTasks, *,
                   shrinkage_grid, ease_lambdas, window_days, ease_max_items: int, ease_top_items: int,
-                  metric: str = "ndcg@10") -> tuple[dict[str, Fitted], dict[str, str]]:
-    """Popularity, recent popularity, item-kNN and EASE, each tuned on ``val``; and what was skipped, why."""
+                  metric: str = "ndcg@10", chunk_size: int = 256) -> tuple[dict[str, Fitted], dict[str, str]]:
+    """Popularity, recent popularity, item-kNN and EASE, each tuned on ``val``; and what was skipped, why.
+
+    chunk_size: validation tasks scored at once (full ranking holds ``chunk_size x n_items`` scores).
+    """
+    def tune(methods: dict, values: list):
+        return tune_hyperparameter(methods.__getitem__, values, val, metric, chunk_size=chunk_size)
+
     fitted, skipped = {}, {}
     windows = list(dict.fromkeys([*window_days, None]))
     recent = {w: RecentPopularity.fit(train_events, encoders, window_days=w) for w in windows}
     fitted["popularity"] = Fitted(recent[None], {"window_days": "all time"})
-    best = tune_hyperparameter(recent.__getitem__, [w for w in windows if w is not None] or [None], val, metric)
+    best = tune(recent, [w for w in windows if w is not None] or [None])
     fitted["recent popularity"] = Fitted(best.method, {"window_days": best.value}, best.table)
     knn = ItemKNN.fit_grid(train_events, encoders, shrinkages=list(shrinkage_grid))
-    best = tune_hyperparameter(knn.__getitem__, list(knn), val, metric)
+    best = tune(knn, list(knn))
     fitted["item-kNN"] = Fitted(best.method, {"shrinkage": best.value, "neighbours": DEFAULT_NEIGHBORS}, best.table)
     n_items = encoders.spec.n_items
     top_items = None if ease_fits(n_items, ease_max_items) else ease_top_items
     ease = EASE.fit_grid(train_events, encoders, lambdas=list(ease_lambdas), top_items=top_items)
-    best = tune_hyperparameter(ease.__getitem__, list(ease), val, metric)
+    best = tune(ease, list(ease))
     name = "EASE" if top_items is None else f"EASE (top {top_items:,} items)"
     fitted[name] = Fitted(best.method, {"lambda": best.value}, best.table)
     if top_items is not None:
@@ -94,19 +100,20 @@ def fit_global_model(model_name: str, spec, train_batch: TaskBatch, *, epochs: i
     return model
 
 
-def tune_fine_tune(global_model: nn.Module, val_batch: TaskBatch, *, steps_grid, lr_grid) -> Fitted:
+def tune_fine_tune(global_model: nn.Module, val_batch: TaskBatch, *, steps_grid, lr_grid,
+                   adapt: str = "all") -> Fitted:
     """Per-user fine-tuning of the global model, steps and learning rate chosen by validation loss."""
-    choice = tune_fine_tuning(global_model, val_batch, steps_grid=steps_grid, lr_grid=lr_grid)
-    return Fitted(FineTune(global_model, choice.steps, choice.lr), {"steps": choice.steps, "lr": choice.lr},
-                  choice.table)
+    choice = tune_fine_tuning(global_model, val_batch, steps_grid=steps_grid, lr_grid=lr_grid, adapt=adapt)
+    return Fitted(FineTune(global_model, choice.steps, choice.lr, adapt=adapt),
+                  {"steps": choice.steps, "lr": choice.lr}, choice.table)
 
 
 def train_meta_learner(algorithm: str, model_name: str, spec, train_batch: TaskBatch, val_batch: TaskBatch, *,
-                       inner_lr: float, inner_steps: int, max_meta_steps: int, meta_batch_size: int,
+                       inner_lr: float, inner_steps: int, adapt: str = "all", max_meta_steps: int, meta_batch_size: int,
                        outer_lr: float, seed: int, device: torch.device | str) -> tuple[nn.Module, pd.DataFrame]:
     """MAML or Meta-SGD meta-trained from scratch, early-stopped on validation AUC (best step restored)."""
     torch.manual_seed(seed)
-    inner = InnerLoopConfig(inner_steps=inner_steps, inner_lr=inner_lr)
+    inner = InnerLoopConfig(inner_steps=inner_steps, inner_lr=inner_lr, adapt=adapt)
     learner = build_learner(algorithm, build_model(model_name, spec), inner).to(device)
     config = MetaTrainConfig(
         meta_batch_size=min(meta_batch_size, train_batch.num_tasks), outer_lr=outer_lr,
@@ -118,7 +125,7 @@ def train_meta_learner(algorithm: str, model_name: str, spec, train_batch: TaskB
 
 
 def tune_meta_learner(algorithm: str, model_name: str, spec, train_batch: TaskBatch, val_batch: TaskBatch, *,
-                      inner_lr_grid, inner_steps_grid, max_meta_steps: int, meta_batch_size: int,
+                      inner_lr_grid, inner_steps_grid, adapt: str = "all", max_meta_steps: int, meta_batch_size: int,
                       outer_lr: float, seed: int, device, deadline: float) -> Fitted:
     """Grid over inner learning rate and steps (meta-steps by early stopping), by validation AUC.
 
@@ -132,7 +139,7 @@ def tune_meta_learner(algorithm: str, model_name: str, spec, train_batch: TaskBa
                          "tried": False})
             continue
         learner, history = train_meta_learner(
-            algorithm, model_name, spec, train_batch, val_batch, inner_lr=lr, inner_steps=steps,
+            algorithm, model_name, spec, train_batch, val_batch, inner_lr=lr, inner_steps=steps, adapt=adapt,
             max_meta_steps=max_meta_steps, meta_batch_size=meta_batch_size, outer_lr=outer_lr, seed=seed,
             device=device)
         auc = validation_metrics(learner, val_batch).get("val_auc", float("nan"))

@@ -25,6 +25,7 @@ from metarec_ref.data.log_profile import (
     profile_log,
 )
 from metarec_ref.data.logstats import (
+    check_event_log,
     activity_summary,
     arrivals,
     events_per_user,
@@ -60,6 +61,7 @@ from metarec_ref.data.reading import (
     TEXT_SEPARATORS,
 )
 from metarec_ref.data.schema import (
+    require_columns,
     likely_timestamp_unit,
     numeric_column,
     OPTIONAL_COLUMNS,
@@ -114,6 +116,8 @@ from metarec_ref.data.toy import (
 )
 
 __all__ = [
+    "check_event_log",
+    "require_columns",
     "activity_summary",
     "add_time_window",
     "arrivals",

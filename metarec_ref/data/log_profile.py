@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from metarec_ref.data.schema import REQUIRED_COLUMNS
+from metarec_ref.data.logstats import check_event_log
 
 EVENTS_PER_USER_QUANTILES = {"min": 0.0, "p10": 0.1, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p90": 0.9,
                              "max": 1.0}
@@ -133,14 +133,7 @@ def profile_log(
 
     cut_quantiles: candidate cut times, as quantiles of the timestamps, at which to count new users.
     """
-    missing = [c for c in REQUIRED_COLUMNS if c not in events.columns]
-    if missing:
-        raise ValueError(
-            f"columns {missing} are missing; found {list(events.columns)}. "
-            "Pass a log from metarec_ref.data.validate_events or a loader"
-        )
-    if events.empty:
-        raise ValueError("the event log is empty; nothing to profile")
+    check_event_log(events, "profile")
     times = events["timestamp"]
     first, last = pd.Timestamp(times.min()), pd.Timestamp(times.max())
     counts = events.groupby("user_id", sort=False).size()

@@ -12,7 +12,8 @@ import pandas as pd
 from metarec_ref.data.schema import REQUIRED_COLUMNS
 
 
-def _check(events: pd.DataFrame) -> None:
+def check_event_log(events: pd.DataFrame, purpose: str = "describe") -> None:
+    """ValueError unless ``events`` has the required columns and at least one row."""
     missing = [c for c in REQUIRED_COLUMNS if c not in events.columns]
     if missing:
         raise ValueError(
@@ -20,12 +21,12 @@ def _check(events: pd.DataFrame) -> None:
             "Pass a log from metarec_ref.data.validate_events or a loader"
         )
     if events.empty:
-        raise ValueError("the event log is empty; nothing to describe")
+        raise ValueError(f"the event log is empty; nothing to {purpose}")
 
 
 def events_per_user(events: pd.DataFrame) -> pd.Series:
     """Number of events of each user, sorted descending."""
-    _check(events)
+    check_event_log(events)
     return events.groupby("user_id", sort=False).size().sort_values(ascending=False)
 
 
@@ -48,7 +49,7 @@ def arrivals(events: pd.DataFrame, freq: str = "MS") -> pd.DataFrame:
 
     ``freq`` is a pandas offset alias (``"MS"`` month start, ``"W"`` week, ``"7D"`` ...).
     """
-    _check(events)
+    check_event_log(events)
     try:
         period = events["timestamp"].dt.to_period(freq.removesuffix("S") or freq)
     except (ValueError, AttributeError) as err:
@@ -75,7 +76,7 @@ def arrivals(events: pd.DataFrame, freq: str = "MS") -> pd.DataFrame:
 
 def popularity_curve(events: pd.DataFrame) -> pd.DataFrame:
     """Items by rank of popularity with the cumulative share of events (a Lorenz-style curve)."""
-    _check(events)
+    check_event_log(events)
     counts = events.groupby("item_id", sort=False).size().sort_values(ascending=False)
     share = counts.to_numpy() / counts.sum()
     return pd.DataFrame(

@@ -12,17 +12,10 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from metarec_ref.data.schema import require_columns
+
 # Columns describing the context of an event; a negative copies them from its positive.
 CONTEXT_COLUMNS = ("user_id", "item_id", "timestamp", "scenario", "session_id", "window")
-
-
-def _require(events: pd.DataFrame, names: Sequence[str], what: str) -> None:
-    missing = [c for c in names if c not in events.columns]
-    if missing:
-        raise ValueError(
-            f"column '{missing[0]}' is missing for {what}; found {list(events.columns)}. "
-            f"Run validate_events first"
-        )
 
 
 def sample_negatives(
@@ -53,8 +46,8 @@ def sample_negatives(
     if column not in ("item_id", "user_id"):
         raise ValueError(f"column must be 'item_id' or 'user_id', got {column!r}")
     fixed = "user_id" if column == "item_id" else "item_id"
-    _require(positives, (fixed, column, "timestamp"), "negative sampling")
-    _require(history, (fixed, column, "timestamp"), "negative sampling (history)")
+    require_columns(positives, (fixed, column, "timestamp"), "negative sampling")
+    require_columns(history, (fixed, column, "timestamp"), "negative sampling (history)")
     rng = np.random.default_rng(seed)
 
     pool_index = pd.Index(pd.unique(history[column].to_numpy()) if pool is None else pool)

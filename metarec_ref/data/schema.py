@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -199,6 +199,16 @@ def _parse_timestamps(col: pd.Series, timestamp_unit: str | None) -> pd.Series:
     return parsed.dt.tz_localize(None).astype("datetime64[ns]")
 
 
+def require_columns(events: pd.DataFrame, names: Sequence[str], what: str) -> None:
+    """ValueError naming the first of ``names`` missing from ``events`` (needed for ``what``)."""
+    missing = [c for c in names if c not in events.columns]
+    if missing:
+        raise ValueError(
+            f"column '{missing[0]}' is missing for {what}; found {list(events.columns)}. "
+            f"Run validate_events first"
+        )
+
+
 def numeric_column(df: pd.DataFrame, name: str) -> pd.Series:
     """Column ``name`` as numbers; a clear error for text, missing or infinite values."""
     col = df[name]
@@ -376,6 +386,7 @@ def validate_events(
 
 
 __all__ = [
+    "require_columns",
     "likely_timestamp_unit",
     "numeric_column",
     "OPTIONAL_COLUMNS",

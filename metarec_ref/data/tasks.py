@@ -33,6 +33,7 @@ from torch import Tensor
 from metarec_ref.batch import UNKNOWN, TaskBatch
 from metarec_ref.data.encoders import Encoders
 from metarec_ref.data.negatives import insert_negatives
+from metarec_ref.data.schema import require_columns
 
 
 @dataclass
@@ -80,15 +81,6 @@ class Tasks:
         return self.events[self.events["is_query"]]
 
 
-def _require(events: pd.DataFrame, names: Sequence[str], what: str) -> None:
-    missing = [c for c in names if c not in events.columns]
-    if missing:
-        raise ValueError(
-            f"column '{missing[0]}' is missing for {what}; found {list(events.columns)}. "
-            f"Run validate_events first"
-        )
-
-
 def _group_codes(events: pd.DataFrame, by: tuple[str, ...]) -> np.ndarray:
     if len(by) == 1:
         return pd.factorize(events[by[0]], sort=True)[0]
@@ -126,7 +118,7 @@ def build_tasks(
     against ``history`` (default ``events``).
     """
     by = (by,) if isinstance(by, str) else tuple(by)
-    _require(events, (*by, "user_id", "item_id", "timestamp"), "building tasks")
+    require_columns(events, (*by, "user_id", "item_id", "timestamp"), "building tasks")
     if k_support < 1 or n_query < 1:
         raise ValueError(f"k_support and n_query must be >= 1, got {k_support}, {n_query}")
     if not 1 <= min_query <= n_query:
@@ -138,7 +130,7 @@ def build_tasks(
     if target not in ("label", "rating"):
         raise ValueError(f"target must be 'label' or 'rating', got {target!r}")
     if target == "rating":
-        _require(events, ("rating",), "target='rating'")
+        require_columns(events, ("rating",), "target='rating'")
         if n_neg:
             raise ValueError("n_neg > 0 needs binary labels; use target='label' with negatives")
 
@@ -218,7 +210,7 @@ def build_scenario_tasks(
 
 def add_time_window(events: pd.DataFrame, freq: str = "30D") -> pd.DataFrame:
     """A copy with a ``window`` column: the start of each event's time window of length ``freq``."""
-    _require(events, ("timestamp",), "time windows")
+    require_columns(events, ("timestamp",), "time windows")
     try:
         window = events["timestamp"].dt.floor(freq)
     except ValueError as err:

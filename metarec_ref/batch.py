@@ -88,6 +88,31 @@ class TaskBatch:
             task_ids=None if self.task_ids is None else take(self.task_ids),
         )
 
+    def with_query_in_support(self) -> "TaskBatch":
+        """Each task's support and query events together as its support set (query unchanged).
+
+        Reptile trains on all of a task's data this way. Feature dicts must share keys.
+        """
+        if isinstance(self.support_x, dict) != isinstance(self.query_x, dict):
+            raise ValueError("support_x and query_x must both be tensors or both be dicts")
+        if isinstance(self.support_x, dict):
+            if set(self.support_x) != set(self.query_x):
+                raise ValueError(
+                    f"support and query features differ: {sorted(self.support_x)} vs {sorted(self.query_x)}"
+                )
+            support_x = {k: torch.cat([v, self.query_x[k]], dim=1) for k, v in self.support_x.items()}
+        else:
+            support_x = torch.cat([self.support_x, self.query_x], dim=1)
+        return TaskBatch(
+            support_x=support_x,
+            support_y=torch.cat([self.support_y, self.query_y], dim=1),
+            support_mask=torch.cat([self.support_mask, self.query_mask], dim=1),
+            query_x=self.query_x,
+            query_y=self.query_y,
+            query_mask=self.query_mask,
+            task_ids=self.task_ids,
+        )
+
     def __len__(self) -> int:
         return self.num_tasks
 

@@ -1,10 +1,12 @@
-"""Runtime helpers any layer may use: seeding, device choice, quiet progress bars, peak memory."""
+"""Runtime helpers any layer may use: seeding, device choice, quiet progress bars, peak memory,
+and a warning when a tuned value lands on the edge of its grid."""
 
 from __future__ import annotations
 
 import os
 import random
 import resource
+import warnings
 
 import numpy as np
 import torch
@@ -57,7 +59,40 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class GridEdgeWarning(UserWarning):
+    """A value tuned on a grid is the grid's smallest or largest: the optimum may lie beyond it."""
+
+
+def warn_if_on_grid_edge(name: str, grid, chosen, *, natural_bounds: tuple = (None, None)) -> str | None:
+    """Warn (:class:`GridEdgeWarning`) when ``chosen`` is the smallest or largest value of ``grid``.
+
+    A tuned value on an edge means the grid may not bracket the optimum: widen it that way.
+    ``natural_bounds`` are values that cannot be exceeded (0 inner steps, a learning rate of 1
+    for a mixture weight); landing on one of them is no warning. Returns ``"lower"``,
+    ``"upper"`` or None. Grids of fewer than 3 distinct values always warn when on an edge.
+    """
+    values = sorted(set(grid))
+    if chosen not in values:
+        raise ValueError(f"{name}: the chosen value {chosen!r} is not in its grid {values}")
+    low, high = natural_bounds
+    edge = None
+    if len(values) > 1 and chosen == values[0] and chosen != low:
+        edge, widen = "lower", "smaller"
+    elif len(values) > 1 and chosen == values[-1] and chosen != high:
+        edge, widen = "upper", "larger"
+    if edge is not None:
+        warnings.warn(
+            f"{name}={chosen!r} is at the {edge} edge of its grid {values}: the optimum may lie "
+            f"outside it; add {widen} values to the grid",
+            GridEdgeWarning,
+            stacklevel=2,
+        )
+    return edge
+
+
 __all__ = [
+    "GridEdgeWarning",
+    "warn_if_on_grid_edge",
     "default_device",
     "peak_rss_mb",
     "progress_disabled",

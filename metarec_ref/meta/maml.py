@@ -249,16 +249,21 @@ class MetaSGD(MAML):
         return {name: self.inner_lrs[_lr_key(name)] for name in adapted}
 
 
+TRAIN_ON = ("support+query", "support")  # what Reptile's inner steps train on
+
+
 class Reptile(MAML):
     """Reptile (Nichol et al., 2018): move the initialisation toward the adapted weights.
 
-    ``outer_step`` adapts every task on its support set (first order, no graph), then
+    ``outer_step`` adapts every task on all of its events, support and query together, as
+    published (``train_on="support"`` adapts on the support set only, an older behaviour of this
+    library that gives Reptile a fraction of the data the other learners see), first order, no graph; then
     sets ``param.grad = param - mean_over_tasks(adapted)`` for each adapted parameter and
     calls ``optimizer.step()``: with plain SGD at learning rate ``outer_lr`` this is the
     Reptile update ``param += outer_lr * (mean_adapted - param)``, and any torch optimizer
     (Adam, ...) can consume the same direction. With ``optimizer=None`` the update uses
-    ``self.outer_lr`` directly. ``meta_loss`` is the query loss after adaptation, for
-    monitoring only (detached: Reptile's update is not its gradient). Reptile is first order by
+    ``self.outer_lr`` directly. ``meta_loss`` is the query loss after adapting on the support set
+    (as at test time), for monitoring only (detached: Reptile's update is not its gradient). Reptile is first order by
     construction: its config has ``first_order=True``, and ``first_order=False`` raises.
     """
 
@@ -271,9 +276,13 @@ class Reptile(MAML):
         loss_fn: LossFn = masked_bce_loss,
         config: InnerLoopConfig | None = None,
         outer_lr: float = 0.1,
+        train_on: str = "support+query",
         **inner,
     ):
         super().__init__(model, loss_fn=loss_fn, config=config, **inner)
+        if train_on not in TRAIN_ON:
+            raise ValueError(f"train_on must be one of {TRAIN_ON}, got {train_on!r}")
+        self.train_on = train_on
         if not self.config.first_order:
             raise ValueError("Reptile is first order by construction; give it first_order=True or leave it out")
         if not isinstance(outer_lr, (int, float)) or not outer_lr > 0:
@@ -287,7 +296,12 @@ class Reptile(MAML):
         return query_loss.detach().mean()
 
     def reptile_direction(self, batch: TaskBatch) -> tuple[dict[str, Tensor], Tensor]:
-        """``mean_t(adapted_t) - init`` per adapted parameter, and the mean query loss."""
+        """``mean_t(adapted_t) - init`` per adapted parameter, and the mean loss after adaptation.
+
+        The tasks adapt on ``train_on``: all their events (default) or the support set only.
+        """
+        if self.train_on == "support+query":
+            batch = batch.with_query_in_support()
         with torch.enable_grad():
             state, query_loss = self.adapt_detached(batch)
         adapted, _ = select_params(self.model, self.config.adapt)

@@ -117,7 +117,7 @@ def test_reptile_update_is_mean_of_adapted_minus_initial(use_optimizer):
         for d, a, p in zip(directions, _hand_adapted(model, batch, t, lr, steps), initial):
             d += (a - p) / batch.num_tasks
 
-    learner = Reptile(model, inner_steps=steps, inner_lr=lr, outer_lr=outer_lr)
+    learner = Reptile(model, inner_steps=steps, inner_lr=lr, outer_lr=outer_lr, train_on="support")
     optimizer = torch.optim.SGD(model.parameters(), lr=outer_lr) if use_optimizer else None
     loss = learner.outer_step(batch, optimizer)
     assert isinstance(loss, float) and loss > 0

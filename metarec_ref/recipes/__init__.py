@@ -30,6 +30,7 @@ from metarec_ref.recipes.own_log import (
     OwnLogConfig,
     OwnLogResult,
     run_own_log,
+    tuned_grid_edges,
     verdict_table,
 )
 from metarec_ref.recipes.own_log_methods import (
@@ -65,6 +66,7 @@ __all__ = [
     "ranking_table",
     "run_cold_start",
     "run_own_log",
+    "tuned_grid_edges",
     "verdict_table",
     "session_eval_tasks",
     "stack_seeds",

@@ -44,7 +44,7 @@ from metarec_ref.recipes.own_log_methods import (
     tune_fine_tune,
     tune_meta_learner,
 )
-from metarec_ref.runtime import seed_everything
+from metarec_ref.runtime import seed_everything, warn_if_on_grid_edge
 
 RANKING_CELLS_MB = 200  # memory for one chunk of full-ranking scores (tasks x items x hidden units)
 
@@ -68,16 +68,18 @@ class OwnLogConfig:
     # tables global (MeLU's choice), so a task never copies a catalogue-sized table.
     adapt: str = "dense"
     learners: tuple[str, ...] = ("maml", "metasgd", "item_item")
-    inner_lr_grid: tuple[float, ...] = (0.03, 0.1, 0.3)
-    inner_steps_grid: tuple[int, ...] = (1, 3)
+    # Grids wide enough to bracket the optimum on the logs tried; a chosen value on an edge is
+    # reported in OwnLogResult.grid_edges (widen that grid).
+    inner_lr_grid: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
+    inner_steps_grid: tuple[int, ...] = (1, 3, 5)
     max_meta_steps: int = 300
     meta_batch_size: int = 32
     outer_lr: float = 3e-3
-    fine_tune_lr_grid: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3)
+    fine_tune_lr_grid: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
     global_epochs: int = 2
     shrinkage_grid: tuple[float, ...] = (0.0, 5.0, 20.0, 100.0)
-    ease_lambdas: tuple[float, ...] = (50.0, 200.0, 1000.0)
-    window_days: tuple[float, ...] = (7, 30, 90)
+    ease_lambdas: tuple[float, ...] = (10.0, 50.0, 200.0, 1000.0, 5000.0)
+    window_days: tuple[float, ...] = (7, 30, 90, 365)
     ease_max_items: int = 8_000  # above: EASE on the most popular items only
     ease_top_items: int = 5_000
     item_item_max_items: int = 8_000  # its similarity matrices are dense
@@ -105,6 +107,7 @@ class OwnLogResult:
     verdicts: pd.DataFrame = field(default_factory=pd.DataFrame)  # learner vs the best baseline
     tuning: dict = field(default_factory=dict)  # method -> values chosen on validation users
     skipped: dict = field(default_factory=dict)  # method -> why it did not run
+    grid_edges: list = field(default_factory=list)  # tuned values on an edge of their grid
     counts: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
@@ -112,6 +115,29 @@ class OwnLogResult:
     @property
     def stop_reason(self) -> str | None:
         return None if self.enough else self.choice.reason
+
+
+def tuned_grid_edges(config: OwnLogConfig, tuning: dict, tuned: dict, classical: dict, steps_grid) -> list[str]:
+    """Tuned values that sit on an edge of the grid they were chosen from (each also warns)."""
+    checks = []  # (method, parameter, grid, chosen, natural bounds)
+    for name, fitted in classical.items():
+        if fitted.grid is not None and "value" in fitted.grid:
+            param, chosen = next(iter(fitted.chosen.items()))
+            values = [v for v in fitted.grid["value"] if pd.notna(v)]
+            checks.append((name, param, values, chosen, (0.0, None)))
+    for algorithm, fitted in tuned.items():
+        tried = fitted.grid[fitted.grid["tried"]]
+        for param in ("inner_lr", "inner_steps"):
+            checks.append((LEARNER_NAMES[algorithm], param, list(tried[param]), fitted.chosen[param], (None, None)))
+    if "fine-tune" in tuning:
+        checks.append(("fine-tune", "steps", list(steps_grid), tuning["fine-tune"]["steps"], (None, None)))
+        checks.append(("fine-tune", "lr", list(config.fine_tune_lr_grid), tuning["fine-tune"]["lr"], (None, None)))
+    edges = []
+    for method, param, grid, chosen, bounds in checks:
+        edge = warn_if_on_grid_edge(f"{method} {param}", grid, chosen, natural_bounds=bounds)
+        if edge is not None:
+            edges.append(f"{method}: {param} = {chosen} is the {edge} end of {sorted(set(grid))}")
+    return edges
 
 
 def _capped(tasks: Tasks, cap: int, seed: int) -> Tasks:
@@ -300,6 +326,7 @@ def run_own_log(events: pd.DataFrame, config: OwnLogConfig | None = None,
         per_task[name] = {m: torch.stack([r[m] for r in runs]) for m in runs[0]}
     baselines += ["global model", "fine-tune"]
     lap("training over seeds")
+    result.grid_edges = tuned_grid_edges(config, result.tuning, tuned, classical if ranking else {}, steps_grid)
 
     metrics = ("ndcg@10", "hr@10", "auc") if ranking else ("auc",)
     learners = [name for name in per_task if name not in baselines]
@@ -311,4 +338,4 @@ def run_own_log(events: pd.DataFrame, config: OwnLogConfig | None = None,
     return result
 
 
-__all__ = ["OwnLogConfig", "OwnLogResult", "RANKING_CELLS_MB", "run_own_log", "verdict_table"]
+__all__ = ["OwnLogConfig", "OwnLogResult", "RANKING_CELLS_MB", "run_own_log", "tuned_grid_edges", "verdict_table"]

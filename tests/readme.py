@@ -1,12 +1,19 @@
-"""The README's commands, read from its bash blocks, and a runner that executes one as written."""
+"""The README's commands, read from its bash blocks, a runner that executes one as written, and a
+web server on the loopback address that stands in for a download site."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import re
 import shlex
 import subprocess
+import threading
+import zipfile
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import nbformat
@@ -50,10 +57,43 @@ def with_log(command: str, data_path: Path, yaml_parameters: dict, out: Path, **
     return shlex.join(args)
 
 
-def run_command(command: str, cwd: Path = ROOT, timeout: int = 1200) -> subprocess.CompletedProcess:
-    """Run a shell command as a reader would, quiet progress bars, from ``cwd``."""
-    env = {**os.environ, "METAREC_QUIET": "1"}
-    return subprocess.run(command, shell=True, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+def run_command(command: str, cwd: Path = ROOT, timeout: int = 1200,
+                env: dict[str, str | None] | None = None) -> subprocess.CompletedProcess:
+    """Run a shell command as a reader would, quiet progress bars, from ``cwd``; ``env`` sets
+    variables (``None`` removes one)."""
+    full = {**os.environ, "METAREC_QUIET": "1", **(env or {})}
+    full = {k: v for k, v in full.items() if v is not None}
+    return subprocess.run(command, shell=True, cwd=cwd, env=full, capture_output=True, text=True, timeout=timeout)
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 (the base class's name)
+        pass
+
+
+@contextlib.contextmanager
+def loopback_server(folder: Path) -> Iterator[str]:
+    """Serve ``folder`` over HTTP on 127.0.0.1 (a free port) in a thread; yield its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+# A proxy from the environment must not intercept requests to the loopback server.
+NO_PROXY = {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+
+
+def zip_one(file: Path, archive: Path, name: str) -> Path:
+    """``archive`` holding ``file`` under ``name`` (deflated, as UCI's zip)."""
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.write(file, arcname=name)
+    return archive
 
 
 def output_notebook(command: str, cwd: Path = ROOT) -> Path:
@@ -65,4 +105,5 @@ def glued(path: Path) -> dict:
     return glued_values(nbformat.read(path, as_version=4))
 
 
-__all__ = ["ROOT", "glued", "output_notebook", "own_data_command", "readme_commands", "run_command", "with_log"]
+__all__ = ["NO_PROXY", "ROOT", "glued", "loopback_server", "output_notebook", "own_data_command", "readme_commands",
+           "run_command", "with_log", "zip_one"]

@@ -1,13 +1,27 @@
-"""Event logs to tasks: schema and validation, encoders, loaders, synthetic shops, splits, tasks, negatives, task files, sessions, log statistics, log profiles, protocols."""
+"""Event logs to tasks: schema and validation, encoders, loaders, fetching Online Retail, synthetic shops, splits, tasks, negatives, task files, sessions, log statistics, log profiles, protocols."""
 
 from metarec_ref.data.encoders import (
     Encoders,
     ItemCatalog,
 )
+from metarec_ref.data.fetch import (
+    cache_dir,
+    CACHE_DIR_ENV,
+    cached_online_retail,
+    canonical_online_retail,
+    convert_online_retail,
+    DATA_DIR_ENV,
+    DATA_URL_ENV,
+    fetch_online_retail,
+    find_online_retail,
+    ONLINE_RETAIL_CHECKSUM,
+    ONLINE_RETAIL_ROWS,
+    online_retail_url,
+    table_checksum,
+    verify_online_retail,
+)
 from metarec_ref.data.loaders import (
     clean_online_retail,
-    DATA_DIR_ENV,
-    find_online_retail,
     load_amazon_reviews,
     load_events,
     load_movielens,
@@ -116,8 +130,6 @@ from metarec_ref.data.toy import (
 )
 
 __all__ = [
-    "check_event_log",
-    "require_columns",
     "activity_summary",
     "add_time_window",
     "arrivals",
@@ -130,12 +142,19 @@ __all__ = [
     "build_tasks",
     "build_user_tasks",
     "build_window_tasks",
+    "cache_dir",
+    "CACHE_DIR_ENV",
+    "cached_online_retail",
+    "canonical_online_retail",
     "CELLS",
+    "check_event_log",
     "check_protocol",
     "choose_protocol",
     "clean_online_retail",
     "ColdStartSplit",
+    "convert_online_retail",
     "DATA_DIR_ENV",
+    "DATA_URL_ENV",
     "DEFINITIONS",
     "detect_separator",
     "Encoders",
@@ -143,6 +162,7 @@ __all__ = [
     "Evidence",
     "EVIDENCE_FILTERS",
     "evidence_report",
+    "fetch_online_retail",
     "find_online_retail",
     "generate",
     "held_out_user_split",
@@ -162,6 +182,9 @@ __all__ = [
     "new_users_after_cuts",
     "NON_PRODUCT_CODES",
     "numeric_column",
+    "ONLINE_RETAIL_CHECKSUM",
+    "ONLINE_RETAIL_ROWS",
+    "online_retail_url",
     "OPTIONAL_COLUMNS",
     "PLAUSIBLE_YEARS",
     "popularity_curve",
@@ -177,6 +200,7 @@ __all__ = [
     "ranking_targets_with_repeats",
     "RankingTargets",
     "read_table",
+    "require_columns",
     "REQUIRED_COLUMNS",
     "RETAILROCKET_EVENT_MAP",
     "sample_negatives",
@@ -189,6 +213,7 @@ __all__ = [
     "SyntheticConfig",
     "SyntheticLog",
     "SyntheticWorld",
+    "table_checksum",
     "TAOBAO_EVENT_MAP",
     "TASK_FILE_FORMAT",
     "Tasks",
@@ -200,4 +225,5 @@ __all__ = [
     "ToyConfig",
     "ToyOracle",
     "validate_events",
+    "verify_online_retail",
 ]

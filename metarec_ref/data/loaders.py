@@ -4,7 +4,8 @@
   file (gzip too; see :mod:`metarec_ref.data.reading`) with a column mapping; every bad input is a
   clear error naming the file.
 - ``load_online_retail(path=None)``: UCI Online Retail (``Online Retail.xlsx`` or a Parquet / CSV
-  conversion), found from ``path`` or ``$METAREC_DATA_DIR``. Cleaning: drop cancellations
+  conversion), found from ``path``, ``$METAREC_DATA_DIR`` or the cache that ``make data`` fills
+  (:func:`~metarec_ref.data.fetch.find_online_retail`). Cleaning: drop cancellations
   (``InvoiceNo`` starting with ``C``), rows without ``CustomerID``, non-positive ``Quantity`` and,
   by default, non-product codes (postage, manual entries, fees); exact duplicate rows are dropped
   by validation. ``Country`` -> ``scenario``, ``InvoiceNo`` -> ``session_id``, ``UnitPrice`` ->
@@ -29,13 +30,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from metarec_ref.data.fetch import DATA_DIR_ENV, ONLINE_RETAIL_COLUMNS, find_online_retail
 from metarec_ref.data.reading import read_table
 from metarec_ref.data.schema import validate_events
 
-DATA_DIR_ENV = "METAREC_DATA_DIR"
-ONLINE_RETAIL_FILES = ("online_retail.parquet", "Online Retail.xlsx", "online_retail.csv")
-ONLINE_RETAIL_COLUMNS = ("InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate",
-                         "UnitPrice", "CustomerID", "Country")
 # Stock codes that are not products: postage, manual entries, fees, samples.
 NON_PRODUCT_CODES = frozenset({"POST", "DOT", "M", "m", "C2", "D", "S", "B", "PADS", "CRUK",
                                "BANK CHARGES", "AMAZONFEE"})
@@ -106,29 +104,6 @@ def product_noun(description: pd.Series) -> pd.Series:
     return text.map(nouns).astype(object)
 
 
-def find_online_retail(path: str | os.PathLike | None = None) -> Path:
-    """The Online Retail file at ``path`` (a file or a folder) or under ``$METAREC_DATA_DIR``."""
-    roots = []
-    if path is not None:
-        p = Path(path)
-        if p.is_file():
-            return p
-        roots += [p / "online_retail", p]
-    elif os.environ.get(DATA_DIR_ENV):
-        root = Path(os.environ[DATA_DIR_ENV])
-        roots += [root / "online_retail", root]
-    for root in roots:
-        for name in ONLINE_RETAIL_FILES:
-            if (root / name).is_file():
-                return root / name
-    where = f"in {[str(r) for r in roots]}" if roots else f"(no path given and ${DATA_DIR_ENV} is unset)"
-    raise FileNotFoundError(
-        f"UCI Online Retail not found {where}. Download 'Online Retail.xlsx' from the UCI ML "
-        f"repository (dataset 352, doi:10.24432/C5BW33) into <dir>/online_retail/ and set "
-        f"{DATA_DIR_ENV}=<dir>, or pass path=..."
-    )
-
-
 def clean_online_retail(raw: pd.DataFrame, *, drop_non_products: bool = True,
                         **validate_kwargs) -> pd.DataFrame:
     """Raw Online Retail rows (original columns) -> a validated event log."""
@@ -170,7 +145,7 @@ def clean_online_retail(raw: pd.DataFrame, *, drop_non_products: bool = True,
 
 def load_online_retail(path: str | os.PathLike | None = None, *, drop_non_products: bool = True,
                        **validate_kwargs) -> pd.DataFrame:
-    """Load and clean UCI Online Retail from ``path`` or ``$METAREC_DATA_DIR``."""
+    """Load and clean UCI Online Retail from ``path``, ``$METAREC_DATA_DIR`` or the cache."""
     file = find_online_retail(path)
     read_kwargs = {}
     if file.suffix.lower() == ".csv":
@@ -246,7 +221,7 @@ __all__ = [
     "RETAILROCKET_EVENT_MAP",
     "TAOBAO_EVENT_MAP",
     "clean_online_retail",
-    "find_online_retail",
+    "find_online_retail",  # defined in metarec_ref.data.fetch; kept importable from here
     "load_amazon_reviews",
     "load_events",
     "load_movielens",

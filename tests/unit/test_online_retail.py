@@ -65,7 +65,8 @@ def test_data_dir_environment_variable(tmp_path, monkeypatch, raw_rows):
 
 def test_missing_file_explains_where_to_get_it(tmp_path, monkeypatch):
     monkeypatch.delenv("METAREC_DATA_DIR", raising=False)
-    with pytest.raises(FileNotFoundError, match="dataset 352.*METAREC_DATA_DIR"):
+    monkeypatch.setenv("METAREC_CACHE_DIR", str(tmp_path / "empty_cache"))
+    with pytest.raises(FileNotFoundError, match="run `make data`.*dataset 352.*METAREC_DATA_DIR"):
         find_online_retail()
     with pytest.raises(FileNotFoundError, match="10.24432/C5BW33"):
         find_online_retail(tmp_path)

@@ -72,3 +72,21 @@ def test_book_config_excludes_notebooks_whose_data_is_absent(tmp_path, monkeypat
     (data / "online_retail.parquet").write_bytes(b"")
     monkeypatch.setenv("METAREC_DATA_DIR", str(tmp_path / "data"))
     assert notebooks_missing_data(str(folder)) == []
+
+
+def test_book_config_keeps_offline_math_and_header_buttons(monkeypatch):
+    """The generated `make book` config still bundles MathJax and names the repository once."""
+    import importlib
+
+    import yaml
+
+    from metarec_ref.book import book_config
+
+    monkeypatch.delenv("METAREC_DATA_DIR", raising=False)
+    config = yaml.safe_load(book_config())
+    assert "sphinx-mathjax-offline" in config["sphinx"]["extra_extensions"]
+    assert importlib.import_module("sphinx-mathjax-offline").setup  # the extension is installed
+    assert config["repository"]["url"].startswith("https://")
+    assert config["html"]["use_repository_button"] is True
+    assert config["launch_buttons"]["notebook_interface"] == "jupyterlab"
+    assert config["launch_buttons"]["thebe"] is False  # Live Code would load from a CDN

@@ -62,6 +62,7 @@ def test_book_config_excludes_notebooks_whose_data_is_absent(tmp_path, monkeypat
     (folder / "02_synthetic.ipynb").write_text(json.dumps({"metadata": {}, "cells": []}))
     (tmp_path / "_config.yml").write_text("title: t\nexecute:\n  execute_notebooks: cache\n  exclude_patterns: []\n")
     monkeypatch.delenv("METAREC_DATA_DIR", raising=False)
+    monkeypatch.setenv("METAREC_CACHE_DIR", str(tmp_path / "empty_cache"))  # nor fetched by `make data`
     assert notebooks_missing_data(str(folder)) == [f"{folder.as_posix()}/07_real.ipynb"]
     config = yaml.safe_load(book_config(str(tmp_path / "_config.yml"), str(folder)))
     assert config["execute"]["exclude_patterns"] == [f"{folder.as_posix()}/07_real.ipynb"]

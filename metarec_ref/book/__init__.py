@@ -3,10 +3,14 @@
 from metarec_ref.book.article_sketch import (
     article_outer_step,
     ArticleMAML,
+    ArticleRecommendationModel,
+    copy_gradients,
     DeepCopyPatch,
+    fit_mse,
     max_change,
     parameter_grads,
     ShallowCopyPatch,
+    sketch_meta_gradient,
     snapshot,
 )
 from metarec_ref.book.build import (
@@ -17,6 +21,7 @@ from metarec_ref.book.errors import (
     DEMO_ERRORS,
     show_error,
 )
+from metarec_ref.book.figures import draw_maml_loops, draw_meta_gradient_graph, draw_tasks_timeline
 from metarec_ref.book.glue import (
     glue,
     plain_value,
@@ -26,13 +31,21 @@ from metarec_ref.book.plotting import (
     plot_metric_vs_inner_steps,
     plot_metric_vs_k,
 )
+from metarec_ref.book.split_figure import plot_temporal_split
 
 __all__ = [
     "article_outer_step",
     "ArticleMAML",
+    "ArticleRecommendationModel",
+    "copy_gradients",
+    "fit_mse",
+    "sketch_meta_gradient",
     "book_config",
     "DeepCopyPatch",
     "DEMO_ERRORS",
+    "draw_maml_loops",
+    "draw_meta_gradient_graph",
+    "draw_tasks_timeline",
     "glue",
     "max_change",
     "notebooks_missing_data",
@@ -41,6 +54,7 @@ __all__ = [
     "plot_history",
     "plot_metric_vs_inner_steps",
     "plot_metric_vs_k",
+    "plot_temporal_split",
     "ShallowCopyPatch",
     "show_error",
     "snapshot",

@@ -1,4 +1,4 @@
-"""The tour with small parameters: meta-training beats the untrained start."""
+"""The tour with small parameters: meta-training beats the untrained start and stays below the oracle."""
 
 from __future__ import annotations
 
@@ -7,5 +7,9 @@ from tests.notebooks.harness import run_notebook
 
 def test_tour_small(tmp_path):
     values = run_notebook("00_tour.ipynb", tmp_path, N_TRAIN_TASKS=200, N_TEST_TASKS=100, META_STEPS=60, DEVICE="cpu")
-    assert values["tour_k"] == 5
+    # An untrained start adapted by one step ranks little better than chance (0.5).
+    assert 0.4 < values["tour_auc_before"] < 0.65
     assert values["tour_auc_after"] > values["tour_auc_before"] + 0.1
+    # The toy shop's true preferences are the ceiling: no learner reaches them on average.
+    assert values["tour_auc_after"] < values["tour_auc_oracle"]
+    assert values["tour_auc_oracle"] > 0.9

@@ -18,4 +18,6 @@ def test_why_chapter_small(tmp_path):
     assert values["syn_share_users_le_5"] <= values["syn_share_users_le_10"] <= 1
     assert 0.1 < values["syn_top10_share"] < 1
     assert 0 < values["syn_new_user_share_mean"] < 1
+    # Exercise 1.2's solution: the weekly shares bracket their own mean.
+    assert values["syn_weekly_share_min"] <= values["syn_weekly_share_mean"] <= values["syn_weekly_share_max"]
     assert "retail_users" not in values  # no data: the real-shop section is skipped

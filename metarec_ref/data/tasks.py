@@ -61,7 +61,7 @@ class Tasks:
     def support(self) -> pd.DataFrame:
         return self.events[~self.events["is_query"]]
 
-    def select(self, index: Sequence[int] | np.ndarray) -> "Tasks":
+    def select(self, index: Sequence[int] | np.ndarray) -> Tasks:
         """The tasks at positions ``index`` (in that order), renumbered ``0..len(index) - 1``."""
         index = np.asarray(index, dtype=np.int64)
         if index.ndim != 1 or (len(index) and (index.min() < 0 or index.max() >= self.num_tasks)):
@@ -79,6 +79,27 @@ class Tasks:
     @property
     def query(self) -> pd.DataFrame:
         return self.events[self.events["is_query"]]
+
+    def first_support(self, k: int) -> Tasks:
+        """The same tasks with only the first ``k`` support events (and their negatives); query unchanged.
+
+        Cut once with the largest support size and shrink with this, to compare support sizes on
+        the same tasks and the same query events (and negatives).
+        """
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        events = self.events
+        support = ~events["is_query"].to_numpy()
+        positive = support & ~events["is_negative"].to_numpy()
+        # A negative sits right after its positive, so it shares the positive's running count.
+        rank = pd.Series(positive.astype(np.int64)).groupby(events["task"].to_numpy()).cumsum().to_numpy()
+        events = events[~support | (rank <= k)].reset_index(drop=True)
+        keys = self.keys.copy()
+        kept = events[~events["is_query"]]
+        tasks = np.arange(len(keys))
+        keys["n_support"] = kept[~kept["is_negative"]].groupby("task").size().reindex(tasks, fill_value=0).to_numpy()
+        keys["cut_time"] = kept.groupby("task")["timestamp"].max().reindex(tasks).to_numpy()
+        return Tasks(events, keys, self.by)
 
 
 def _group_codes(events: pd.DataFrame, by: tuple[str, ...]) -> np.ndarray:
@@ -260,7 +281,7 @@ def _part_tensors(part: pd.DataFrame, num_tasks: int, encoders: Encoders, max_le
         x["user"] = _pad(task, slot, encoders.encode_users(part["user_id"]), shape, UNKNOWN)
     y = _pad(task, slot, part["y"].to_numpy(np.float32), shape, 0.0)
     mask = _pad(task, slot, np.ones(len(part), dtype=bool), shape, False)
-    to = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
+    to = lambda a: torch.as_tensor(a, device=device)
     return {k: to(v) for k, v in x.items()}, to(y), to(mask)
 
 
@@ -332,7 +353,7 @@ def ranking_targets(
     if encoders.users is not None:
         user = np.zeros(t, dtype=np.int64)
         user[last["task"].to_numpy()] = encoders.encode_users(last["user_id"])
-    to = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
+    to = lambda a: torch.as_tensor(a, device=device)
     return RankingTargets(to(scenario), to(positives), to(exclude), None if user is None else to(user))
 
 

@@ -19,6 +19,10 @@ gives optimistic intervals); where seeds differ a lot use at least 5, or :func:`
 - :func:`paired_comparison`: that table for every ``(cell, K)``, from the per-task values of
   :func:`metarec_ref.eval.evaluate.evaluate_per_task` (so methods are not run again).
 - :func:`aggregate_seeds`: mean and spread over seeds of any results table.
+
+``paired_bootstrap(..., clusters=...)`` resamples clusters (users) instead of tasks when one
+cluster owns several tasks (a user in several time windows): tasks of one user are not
+independent, so resampling them one by one gives too narrow an interval.
 """
 
 from __future__ import annotations
@@ -121,7 +125,7 @@ def _nan_mean(values: np.ndarray) -> float:
     return float(values[~np.isnan(values)].mean())
 
 
-def _bootstrap_p_value(means: np.ndarray) -> float:
+def bootstrap_p_value(means: np.ndarray) -> float:
     """Two-sided bootstrap p-value of a zero difference, with the +1 correction of a finite resample."""
     below = (np.count_nonzero(means <= 0) + 1) / (len(means) + 1)
     above = (np.count_nonzero(means >= 0) + 1) / (len(means) + 1)
@@ -129,7 +133,8 @@ def _bootstrap_p_value(means: np.ndarray) -> float:
 
 
 def paired_bootstrap(
-    a, b, n_boot: int = 2000, level: float = 0.95, seed: int = 0, higher_is_better: bool = True
+    a, b, n_boot: int = 2000, level: float = 0.95, seed: int = 0, higher_is_better: bool = True,
+    *, clusters=None,
 ) -> PairedDifference:
     """Mean difference ``a - b`` with a paired percentile-bootstrap CI and a two-sided p-value.
 
@@ -139,6 +144,9 @@ def paired_bootstrap(
     resampled on their own. Several seeds: replicates resample seeds and tasks (module docstring);
     NaN cells are ignored and a task without any value is dropped. One seed on both sides: tasks
     where either value is NaN are dropped and only tasks are resampled.
+
+    clusters: optional ``(tasks,)`` labels (e.g. the user of each (window, user) task); replicates
+    then draw clusters with replacement and keep all their tasks (one seed on each side only).
     """
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
@@ -149,6 +157,11 @@ def paired_bootstrap(
         raise ValueError(f"a and b must hold the same tasks; got {a.shape[1]} and {b.shape[1]} values")
     n_seeds = max(len(a), len(b))
     rng = np.random.default_rng(seed)
+    if clusters is not None:
+        if n_seeds > 1:
+            raise ValueError("clusters work with one seed per side; average the seeds per task first, "
+                             "or use verdict_every_seed")
+        return _cluster_bootstrap((a - b)[0], clusters, n_boot, level, higher_is_better, rng)
     if n_seeds == 1:
         diff = (a - b)[0]
         diff = diff[~np.isnan(diff)]
@@ -179,7 +192,33 @@ def paired_bootstrap(
     alpha = (1 - level) / 2
     low, high = (float(v) for v in np.quantile(means, [alpha, 1 - alpha]))
     return PairedDifference(estimate, low, high, n_tasks, verdict(low, high, higher_is_better),
-                            n_seeds, _bootstrap_p_value(means))
+                            n_seeds, bootstrap_p_value(means))
+
+
+def _cluster_bootstrap(diff: np.ndarray, clusters, n_boot: int, level: float, higher_is_better: bool,
+                       rng: np.random.Generator) -> PairedDifference:
+    """Paired bootstrap over clusters: each replicate is the mean of ``diff`` over all tasks of the
+    drawn clusters (a cluster drawn twice counts twice)."""
+    clusters = np.asarray(clusters)
+    if clusters.shape != diff.shape:
+        raise ValueError(f"clusters must have one label per task, shape {diff.shape}; got {clusters.shape}")
+    kept = ~np.isnan(diff)
+    diff, clusters = diff[kept], clusters[kept]
+    if len(diff) == 0:
+        return PairedDifference(math.nan, math.nan, math.nan, 0, "no detectable difference")
+    codes = pd.factorize(clusters, sort=True)[0]
+    n_clusters = int(codes.max()) + 1
+    sums = np.bincount(codes, weights=diff, minlength=n_clusters)
+    sizes = np.bincount(codes, minlength=n_clusters).astype(np.float64)
+    means = np.empty(n_boot)
+    step = max(1, _CHUNK_CELLS // n_clusters)
+    for start in range(0, n_boot, step):
+        counts = _draw_counts(rng.integers(0, n_clusters, size=(min(step, n_boot - start), n_clusters)), n_clusters)
+        means[start:start + len(counts)] = (counts @ sums) / (counts @ sizes)
+    alpha = (1 - level) / 2
+    low, high = (float(v) for v in np.quantile(means, [alpha, 1 - alpha]))
+    return PairedDifference(float(diff.mean()), low, high, len(diff), verdict(low, high, higher_is_better),
+                            1, bootstrap_p_value(means))
 
 
 def verdict_every_seed(
@@ -347,9 +386,10 @@ def aggregate_seeds(
 __all__ = [
     "CORRECTIONS",
     "LOWER_IS_BETTER",
-    "PairedDifference",
     "VERDICTS",
+    "PairedDifference",
     "aggregate_seeds",
+    "bootstrap_p_value",
     "compare_to_best",
     "holm_adjust",
     "paired_bootstrap",

@@ -1,0 +1,177 @@
+"""The application chapters' evaluation: per-task AUC of many methods on the same tasks, curves against K.
+
+Chapters 6 and 6b score several methods on the same tasks, summarise each with a bootstrap CI and
+compare each with the best baseline. :func:`curve_against_k` does that for several support sizes
+on the *same* tasks and query events: the tasks are cut once with the largest support size and
+shrunk with :meth:`~metarec_ref.data.tasks.Tasks.first_support`, so only the support grows with K
+(an oracle that ignores the support scores the same at every K).
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from metarec_ref.batch import TaskBatch
+from metarec_ref.data.encoders import Encoders
+from metarec_ref.data.schema import validate_events
+from metarec_ref.data.splits import ColdStartSplit, temporal_cold_start_split
+from metarec_ref.data.synthetic import SyntheticLog, generate
+from metarec_ref.data.tasks import Tasks, build_tasks, build_user_tasks, to_task_batch
+from metarec_ref.eval.baselines import (
+    FineTuneChoice,
+    GlobalModel,
+    SupervisedConfig,
+    pool_events,
+    train_supervised,
+    tune_fine_tuning,
+)
+from metarec_ref.eval.evaluate import per_task_metrics
+from metarec_ref.eval.metrics import summarize
+from metarec_ref.eval.oracle import SyntheticOracle
+from metarec_ref.eval.paired import compare_to_best
+from metarec_ref.runtime import warn_if_on_grid_edge
+
+
+@dataclass
+class Shop:
+    """A synthetic shop cut for cold-start users: the log, its split, encoders and the task batches."""
+
+    log: SyntheticLog
+    events: pd.DataFrame  # the validated log
+    split: ColdStartSplit
+    encoders: Encoders
+    train: TaskBatch  # one task per training user (before the cut)
+    val: TaskBatch  # one task per validation user (after the cut)
+    validation_messages: list[str]
+
+
+def cold_start_shop(*, n_users: int, n_items: int, n_interactions: int, drift: float, cut_quantile: float,
+                    k_support: int, n_query: int, negatives: str = "popularity", initial_users: float = 0.3,
+                    seed: int = 0, device: torch.device | str = "cpu") -> Shop:
+    """The application chapters' shop: generate, validate, cut in time, build training and validation users.
+
+    Every event gets one negative drawn by ``negatives``; training tasks use ``seed``, validation
+    ``seed + 1`` (with the whole log as history, so a new user's negatives skip what they saw before).
+    """
+    log = generate(n_users=n_users, n_items=n_items, n_interactions=n_interactions, initial_users=initial_users,
+                   drift=drift, seed=seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        events = validate_events(log.events)
+    split = temporal_cold_start_split(events, cut_quantile=cut_quantile)
+    encoders = Encoders.fit(events)
+    sampled = {"n_neg": 1, "negatives": negatives}
+    train = build_user_tasks(split.train, k_support, n_query, seed=seed, **sampled)
+    val = build_user_tasks(split.valid, k_support, n_query, history=events, seed=seed + 1, **sampled)
+    return Shop(log, events, split, encoders, to_task_batch(train, encoders, device), to_task_batch(val, encoders, device),
+                [str(w.message) for w in caught])
+
+
+def auc_per_task(methods: Mapping, batch, seed: int = 0) -> dict:
+    """Per-task query AUC of every method on the same tasks: ``{method: {"auc": (tasks,)}}``."""
+    return {name: {"auc": per_task_metrics(m, batch, seed=seed)["auc"]} for name, m in methods.items()}
+
+
+def summary_rows(values: Mapping, n_boot: int = 1000, seed: int = 0, **columns) -> pd.DataFrame:
+    """Mean and 95% CI per method (one row per method and metric), with extra key columns."""
+    frames = [summarize(v, n_boot=n_boot, seed=seed).assign(method=name, **columns) for name, v in values.items()]
+    return pd.concat(frames, ignore_index=True)
+
+
+def ci_table(results: pd.DataFrame, order: Sequence[str], columns: str = "K") -> pd.DataFrame:
+    """``mean [ci_low, ci_high]`` per method (rows, in ``order``) and ``columns``."""
+    text = results.apply(lambda r: f"{r['mean']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]", axis=1)
+    return results.assign(value=text).pivot(index="method", columns=columns, values="value").reindex(list(order))
+
+
+def curve_against_k(
+    methods: Mapping,
+    full_tasks: Tasks,
+    world,
+    encoders: Encoders,
+    ks: Sequence[int],
+    baselines: Sequence[str],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """AUC per method and K on the same tasks and query events, and each method against the best baseline.
+
+    full_tasks: tasks cut with ``k_support >= max(ks)``; world: the synthetic log or world, for the
+    oracle (added as method ``"oracle"``, left out of the comparisons). Returns the results table
+    (method, K, mean, CI), the comparison table (:func:`compare_to_best` per K, column ``K``) and
+    ``{K: per-task values}``.
+    """
+    if max(ks) > int(full_tasks.keys["n_support"].min()):
+        raise ValueError(f"full_tasks hold {int(full_tasks.keys['n_support'].min())} support events per task "
+                         f"at least; cut them with k_support >= max(ks) = {max(ks)}")
+    oracle = SyntheticOracle.for_tasks(world, full_tasks, encoders, include_popularity=False)
+    rows, comparisons, values_by_k = [], [], {}
+    for k in ks:
+        batch = to_task_batch(full_tasks.first_support(k), encoders, device)
+        values = auc_per_task({**methods, "oracle": oracle}, batch, seed=seed)
+        rows.append(summary_rows(values, n_boot=n_boot, seed=seed, K=k))
+        learned = {name: v for name, v in values.items() if name != "oracle"}
+        comparisons.append(compare_to_best(learned, baselines, "auc", n_boot=n_boot, seed=seed).assign(K=k))
+        values_by_k[k] = values
+    return pd.concat(rows, ignore_index=True), pd.concat(comparisons, ignore_index=True), values_by_k
+
+
+def events_with_negatives(
+    part: pd.DataFrame, encoders: Encoders, *, history: pd.DataFrame | None = None, n_neg: int = 1,
+    negatives: str = "popularity", seed: int = 0, device: torch.device | str = "cpu",
+) -> tuple[dict[str, Tensor], Tensor]:
+    """Every event of ``part`` with ``n_neg`` sampled negatives each, as flat training tensors (x, y)."""
+    # One task holding all events (support = all but the last), pooled back into a flat set.
+    one_task = build_tasks(part.assign(whole_log=0), "whole_log", len(part) - 1, 1, query_after="order",
+                           history=history, n_neg=n_neg, negatives=negatives, seed=seed)
+    return pool_events(to_task_batch(one_task, encoders, device))
+
+
+def tuned_fine_tuning(model: nn.Module, val: TaskBatch, steps_grid: Sequence[int], lr_grid: Sequence[float],
+                      what: str = "fine-tuning") -> FineTuneChoice:
+    """:func:`tune_fine_tuning` on validation tasks, warning when a tuned value is on its grid's edge.
+
+    0 steps (no fine-tuning) is a natural bound, not an edge; with 0 steps the learning rate is unused.
+    """
+    choice = tune_fine_tuning(model, val, steps_grid=steps_grid, lr_grid=lr_grid)
+    warn_if_on_grid_edge(f"{what} steps", steps_grid, choice.steps, natural_bounds=(0, None))
+    if choice.steps > 0:
+        warn_if_on_grid_edge(f"{what} learning rate", lr_grid, choice.lr)
+    return choice
+
+
+def tuned_epochs(start: nn.Module, x: dict[str, Tensor], y: Tensor, val: TaskBatch, grid: Sequence[int], *,
+                 what: str = "training", batch_size: int = 64, seed: int = 0) -> tuple[int, nn.Module]:
+    """A copy of ``start`` trained on (x, y) for each number of epochs in ``grid``; the best by mean
+    validation AUC, and the model. Warns when the best is on the grid's edge (0 epochs is a natural bound)."""
+    scored = {}
+    for epochs in grid:
+        model = copy.deepcopy(start)
+        if epochs:
+            train_supervised(model, x, y, SupervisedConfig(epochs=epochs, batch_size=batch_size, seed=seed))
+        scored[epochs] = (float(per_task_metrics(GlobalModel(model), val)["auc"].nanmean()), model)
+    best = max(scored, key=lambda e: scored[e][0])
+    warn_if_on_grid_edge(f"{what} epochs", grid, best, natural_bounds=(0, None))
+    return best, scored[best][1]
+
+
+__all__ = [
+    "Shop",
+    "auc_per_task",
+    "ci_table",
+    "cold_start_shop",
+    "curve_against_k",
+    "events_with_negatives",
+    "summary_rows",
+    "tuned_epochs",
+    "tuned_fine_tuning",
+]

@@ -1,0 +1,74 @@
+"""The application chapters' helpers: curves against K on the same tasks, tuned budgets that warn on grid edges."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from metarec_ref.data import Encoders, build_user_tasks, generate, to_task_batch
+from metarec_ref.eval import (
+    FineTune,
+    GlobalModel,
+    Popularity,
+    SupervisedConfig,
+    pool_events,
+    train_supervised,
+)
+from metarec_ref.models import build_model
+from metarec_ref.recipes.scenarios import (
+    curve_against_k,
+    events_with_negatives,
+    tuned_epochs,
+    tuned_fine_tuning,
+)
+from metarec_ref.runtime import GridEdgeWarning
+
+
+@pytest.fixture(scope="module")
+def shop():
+    log = generate(n_users=150, n_items=60, n_interactions=6000, seed=2)
+    encoders = Encoders.fit(log.events)
+    tasks = build_user_tasks(log.events, 6, 3, n_neg=1, negatives="popularity", seed=0)
+    torch.manual_seed(0)
+    model = build_model("mlp", encoders.spec)
+    train_supervised(model, *pool_events(to_task_batch(tasks, encoders)), SupervisedConfig(epochs=1, seed=0))
+    return log, encoders, tasks, model
+
+
+def test_curve_against_k_scores_the_same_tasks_and_a_flat_oracle(shop):
+    log, encoders, tasks, model = shop
+    methods = {"fine-tune": FineTune(model, steps=2, lr=0.1), "global": GlobalModel(model),
+               "popularity": Popularity.fit(to_task_batch(tasks, encoders), encoders.spec.n_items)}
+    results, comparison, values = curve_against_k(methods, tasks, log, encoders, [1, 3, 6], ["global", "popularity"],
+                                                  n_boot=100)
+    oracle = results[results["method"] == "oracle"]
+    assert oracle["mean"].nunique() == 1  # the oracle ignores the support: flat in K
+    assert (results.groupby("K")["n_tasks"].max() == tasks.num_tasks).all()
+    glob = results[results["method"] == "global"]["mean"]
+    assert glob.nunique() == 1  # no adaptation: the same tasks give the same score at every K
+    assert set(comparison["K"]) == {1, 3, 6} and set(values) == {1, 3, 6}
+    with pytest.raises(ValueError, match="k_support >= max"):
+        curve_against_k(methods, tasks, log, encoders, [1, 7], ["global"])
+
+
+def test_tuned_values_warn_on_grid_edges(shop):
+    log, encoders, tasks, model = shop
+    val = to_task_batch(tasks, encoders)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        choice = tuned_fine_tuning(model, val, [1, 2], [0.1], "test")  # two-point grid: any choice is an edge
+    assert choice.steps in (1, 2) and any(issubclass(w.category, GridEdgeWarning) for w in caught)
+    x, y = events_with_negatives(log.events.head(300), encoders, seed=1)
+    assert len(y) == 600 and float(y.sum()) == 300  # every event, each with one negative
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        epochs, trained = tuned_epochs(model, x, y, val, [0, 1], what="test")
+    assert epochs in (0, 1) and trained is not model
+    edge = [w for w in caught if issubclass(w.category, GridEdgeWarning)]
+    assert (epochs == 1) == bool(edge)  # 0 epochs is a natural bound, 1 the upper edge
+    assert np.isfinite(float(per_param_sum(trained)))
+
+
+def per_param_sum(model):
+    return sum(p.detach().sum() for p in model.parameters())

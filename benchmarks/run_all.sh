@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Re-measure every benchmark; each script's last line (one JSON object) goes to benchmarks/results/.
-# PEERS_PYTHON: a Python with learn2learn and higher installed (see README.md); default: the project's.
+# PEERS_PYTHON: a Python with learn2learn, higher and torchopt installed (see README.md); default: the project's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -17,6 +17,7 @@ run maml_step_cpu env PYTHONPATH=. "$PEERS" benchmarks/maml_step.py --threads 2 
 # The same with glibc keeping freed memory (no page faults on the large per-task tensors).
 run maml_step_cpu_malloc_tuned env PYTHONPATH=. MALLOC_MMAP_THRESHOLD_=268435456 MALLOC_TRIM_THRESHOLD_=1073741824 \
     "$PEERS" benchmarks/maml_step.py --threads 2 --repeats 20
+run embedding_meta_step_cpu env PYTHONPATH=. "$PEERS" benchmarks/embedding_meta_step.py --threads 2
 if [ -f benchmarks/end_to_end.py ]; then
     run end_to_end_cpu "$PY" benchmarks/end_to_end.py
 fi

@@ -28,21 +28,26 @@ Frozen parameters (e.g. embedding tables when only the head adapts) are passed w
 Tasks of unequal size are padded to a common ``k`` and carry a boolean mask (True = real
 event). Losses are mask-weighted means per task, so padded events get zero weight and zero
 gradient. Padding values must be finite (zeros, id 0): a NaN times a zero weight is still
-NaN. Models must not mix events of a task (no BatchNorm), or padding would leak.
+NaN. BatchNorm in training mode normalises each task with its own batch statistics (padded
+events included, so prefer LayerNorm with ragged tasks) and never touches the running statistics
+(see :func:`~metarec_ref.meta.sparse_embedding.run_model`); random ops such as dropout draw
+independently per task.
+
+Adapted embedding tables take row-wise fast weights when the caller asks for them (``rows``):
+see :mod:`metarec_ref.meta.sparse_embedding`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Union
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 
 from metarec_ref.batch import Features, TaskBatch, map_features
 from metarec_ref.meta.losses import LossFn, masked_bce_loss
+from metarec_ref.meta.sparse_embedding import dense_tables, run_model
 from metarec_ref.meta.tracing import BatchedTaskLoss
 
 # What adapts in the inner loop: "all", "head", "dense", or a predicate on parameter names.
@@ -100,19 +105,38 @@ def select_params(
     return adapted, frozen
 
 
-@dataclass
 class FastWeights:
-    """Per-task adapted parameters (leading task dim) and the shared frozen tensors."""
+    """Per-task adapted parameters (leading task dim) and the shared frozen tensors.
 
-    adapted: dict[str, Tensor]  # name -> (tasks, *shape)
-    frozen: dict[str, Tensor]  # name -> shape, the module's own tensors
+    ``rows`` maps each embedding table adapted row-wise (see
+    :mod:`metarec_ref.meta.sparse_embedding`) to its sorted rows ``(tasks, R)``; ``local`` then
+    holds that table's task-local rows ``(tasks, R, dim)`` and ``frozen`` the shared table.
+    ``adapted`` gives every adapted parameter as a full ``(tasks, *shape)`` tensor (materialised
+    on first use for row-wise tables); scoring reads ``local`` and never materialises.
+    """
+
+    def __init__(self, adapted: dict[str, Tensor], frozen: dict[str, Tensor], rows: dict[str, Tensor] | None = None):
+        self.local = adapted
+        self.frozen = frozen
+        self.rows = rows or {}
+        self._dense: dict[str, Tensor] | None = None if self.rows else adapted
+
+    @property
+    def adapted(self) -> dict[str, Tensor]:
+        """name -> (tasks, *shape), full tables included."""
+        if self._dense is None:
+            self._dense = {
+                k: dense_tables(v, self.frozen[k], self.rows[k]) if k in self.rows else v
+                for k, v in self.local.items()
+            }
+        return self._dense
 
     @property
     def num_tasks(self) -> int:
-        return int(next(iter(self.adapted.values())).shape[0])
+        return int(next(iter(self.local.values())).shape[0])
 
-    def detach(self) -> "FastWeights":
-        return FastWeights({k: v.detach() for k, v in self.adapted.items()}, self.frozen)
+    def detach(self) -> FastWeights:
+        return FastWeights({k: v.detach() for k, v in self.local.items()}, self.frozen, self.rows)
 
 
 # --------------------------------------------------------------------------- checks
@@ -177,9 +201,9 @@ class NonFiniteInnerLoopError(ValueError):
 
 def _task_loss(
     model: nn.Module, loss_fn: LossFn, adapted: dict[str, Tensor], frozen: dict[str, Tensor],
-    x: Features, y: Tensor, mask: Tensor,
+    x: Features, y: Tensor, mask: Tensor, rows: dict[str, Tensor] | None = None,
 ) -> Tensor:
-    return loss_fn(functional_call(model, {**frozen, **adapted}, (x,)), y, mask)
+    return loss_fn(run_model(model, frozen, adapted, x, rows), y, mask)
 
 
 def _step(adapted: dict[str, Tensor], grads: tuple[Tensor, ...], inner_lr: InnerLR) -> dict[str, Tensor]:
@@ -200,17 +224,20 @@ def adapt_task(
     inner_steps: int = 1,
     inner_lr: InnerLR = 0.01,
     create_graph: bool = True,
+    rows: dict[str, Tensor] | None = None,
 ) -> tuple[dict[str, Tensor], Tensor]:
     """Adapt one task (leaves ``(k, ...)``); return fast weights and the losses ``(steps,)``.
 
     ``create_graph=True`` keeps the graph through every step (exact second-order
-    meta-gradient); ``False`` treats each gradient as a constant (first order).
+    meta-gradient); ``False`` treats each gradient as a constant (first order). ``rows``: the
+    task's rows ``(R,)`` of each embedding table adapted row-wise (``adapted`` then holds its
+    local rows, ``frozen`` the shared table).
     """
     # A detached start (evaluation, Reptile) becomes a fresh leaf sharing storage: no copy.
     fast = {k: p if p.requires_grad else p.detach().requires_grad_() for k, p in adapted.items()}
     losses = []
     for _ in range(inner_steps):
-        loss = _task_loss(model, loss_fn, fast, frozen, x, y, mask)
+        loss = _task_loss(model, loss_fn, fast, frozen, x, y, mask, rows)
         grads = torch.autograd.grad(loss, list(fast.values()), create_graph=create_graph)
         fast = _step(fast, grads, inner_lr)
         losses.append(loss.detach())
@@ -234,15 +261,23 @@ def adapt_tasks(
     inner_lr: InnerLR = 0.01,
     create_graph: bool = True,
     task_losses: BatchedTaskLoss | None = None,
+    rows: dict[str, Tensor] | None = None,
 ) -> tuple[dict[str, Tensor], Tensor]:
     """Adapt a meta-batch at once (leaves ``(tasks, k, ...)``); fast weights ``(tasks, ...)``.
 
     Returns the fast weights and the inner losses ``(steps, tasks)``. Same numbers as
-    :func:`adapt_task` on each task; see the module docstring for the design.
+    :func:`adapt_task` on each task; see the module docstring for the design. ``rows``: per
+    embedding table adapted row-wise, its rows ``(tasks, R)``; ``adapted`` then already holds
+    that table's local rows ``(tasks, R, dim)`` (see :func:`~metarec_ref.meta.sparse_embedding.sparse_start`).
     """
     num_tasks = y.shape[0]
-    task_losses = task_losses or BatchedTaskLoss(model, loss_fn, frozen)
-    fast = expand_to_tasks(adapted, num_tasks)
+    rows = rows or {}
+    task_losses = task_losses or BatchedTaskLoss(model, loss_fn, frozen, rows=rows)
+    fast = {**expand_to_tasks({k: v for k, v in adapted.items() if k not in rows}, num_tasks),
+            **{k: adapted[k] for k in rows}}
+    fast = {k: fast[k] for k in adapted}
+    if task_losses.traces:  # one stride pattern at every step: one traced graph serves them all
+        fast = {k: v if k in rows else v.contiguous() for k, v in fast.items()}
     # A detached start (evaluation, Reptile) is a leaf view: let autograd track it, no copy.
     fast = {k: p if p.requires_grad else p.requires_grad_() for k, p in fast.items()}
     losses = []
@@ -283,6 +318,7 @@ def raise_if_not_finite(
     losses: Tensor,
     fast_totals: Tensor,
     query_loss: Tensor | None = None,
+    rows: dict[str, Tensor] | None = None,
 ) -> None:
     """One cheap check after the batched computation; on failure, find the step and the task.
 
@@ -290,8 +326,10 @@ def raise_if_not_finite(
     it already has per task and syncs once. Only when that sum is not finite does it replay
     the inner loop without a graph and name the first bad step, task and quantity.
     ``losses``: inner losses ``(steps, tasks)``; ``fast_totals``: from
-    :func:`fast_weight_totals`; ``query_loss``: ``(tasks,)`` or None.
+    :func:`fast_weight_totals`; ``query_loss``: ``(tasks,)`` or None; ``rows``: as for
+    :func:`adapt_tasks` (``adapted`` then holds the local rows with a task dimension).
     """
+    rows = rows or {}
     total = losses.sum(0) + fast_totals
     if query_loss is not None:
         total = total + query_loss.detach()
@@ -302,10 +340,12 @@ def raise_if_not_finite(
         for t in torch.nonzero(~ok).flatten().tolist():
             task = batch.select([t])
             x = map_features(task.support_x, lambda v: v[0])
-            params = {k: v.detach().requires_grad_() for k, v in adapted.items()}
-            lr = inner_lr if not isinstance(inner_lr, Mapping) else {k: v.detach() for k, v in inner_lr.items()}
+            params = {k: (v[t] if k in rows else v).detach().requires_grad_() for k, v in adapted.items()}
+            task_rows = {k: r[t] for k, r in rows.items()}
+            lr = inner_lr if not isinstance(inner_lr, Mapping) else {
+                k: (v[t] if k in rows else v).detach() for k, v in inner_lr.items()}
             for step in range(1, inner_steps + 1):
-                loss = _task_loss(model, loss_fn, params, frozen, x, task.support_y[0], task.support_mask[0])
+                loss = _task_loss(model, loss_fn, params, frozen, x, task.support_y[0], task.support_mask[0], task_rows)
                 if not torch.isfinite(loss):
                     raise NonFiniteInnerLoopError(
                         f"inner-loop loss is {loss.item()} at step {step} of {inner_steps} for task {t}; "

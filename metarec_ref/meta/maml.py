@@ -19,18 +19,25 @@ never mutated. ``batched=True`` adapts the whole meta-batch in one pass (paramet
 expanded to a ``(tasks, ...)`` dimension, ``vmap`` over the forward only, one gradient of
 the summed task losses); ``batched=False`` loops over tasks. Both give the same numbers.
 ``trace=True`` replays a recorded graph of the batched forward instead of re-running ``vmap``
-at every step (faster, same numbers; see :class:`~metarec_ref.meta.tracing.BatchedTaskLoss`).
+at every step (faster, same numbers; see :class:`~metarec_ref.meta.tracing.BatchedTaskLoss`);
+the default ``trace="auto"`` does so for input shapes that recur, and a forward that cannot be
+traced runs untraced with a one-time warning. Adapted embedding tables take row-wise fast
+weights by default (``sparse_embeddings=True``): each task gathers the rows its events read,
+adapts those, and the meta-gradient scatters back into the shared table (same numbers as the
+dense path; see :mod:`metarec_ref.meta.sparse_embedding`). BatchNorm layers in training mode
+normalise with each task's own batch statistics and leave the running statistics untouched.
 Tasks of unequal size arrive padded with a mask, and every loss is a mask-weighted mean.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, vmap
+from torch.func import vmap
 
 from metarec_ref.batch import Features, TaskBatch, map_features
 from metarec_ref.meta.functional import (
@@ -47,6 +54,12 @@ from metarec_ref.meta.functional import (
     select_params,
 )
 from metarec_ref.meta.losses import LossFn, masked_bce_loss
+from metarec_ref.meta.sparse_embedding import (
+    ROW_WISE_MIN_ROWS,
+    gather_rows,
+    run_model,
+    sparse_start,
+)
 from metarec_ref.meta.tracing import BatchedTaskLoss
 
 
@@ -60,12 +73,17 @@ class InnerLoopConfig:
     adapt: ParamFilter = "all"
     batched: bool = True
     check_finite: bool = True  # one sync per call; False skips the NaN/inf check
-    trace: bool = False  # batched path: replay a recorded forward graph (see BatchedTaskLoss)
+    # Batched path: replay a recorded forward graph (see BatchedTaskLoss); "auto": for shapes that recur.
+    trace: bool | str = "auto"
+    sparse_embeddings: bool = True  # adapted embedding tables: per-task rows, not full copies
+    sparse_min_rows: int = ROW_WISE_MIN_ROWS  # smaller tables adapt densely (cheaper, same numbers)
 
     def __post_init__(self) -> None:
         check_inner_loop_args(self.inner_steps, self.inner_lr)
+        if self.trace not in (True, False, "auto"):
+            raise ValueError(f"trace must be True, False or 'auto', got {self.trace!r}")
 
-    def override(self, **changes) -> "InnerLoopConfig":
+    def override(self, **changes) -> InnerLoopConfig:
         """A copy with ``changes`` applied; an unknown field raises ValueError naming the valid ones."""
         valid = [f.name for f in fields(self)]
         unknown = sorted(set(changes) - set(valid))
@@ -117,7 +135,7 @@ class MAML(nn.Module):
         select_params(model, self.config.adapt)  # fail now if the filter selects nothing
 
     @classmethod
-    def from_config(cls, model: nn.Module, config: InnerLoopConfig, **kwargs) -> "MAML":
+    def from_config(cls, model: nn.Module, config: InnerLoopConfig, **kwargs) -> MAML:
         """Build the learner from an :class:`InnerLoopConfig`; ``kwargs``: the other keywords."""
         return cls(model, config=config, **kwargs)
 
@@ -150,24 +168,34 @@ class MAML(nn.Module):
         check_task_batch(batch)
         _check_device(self.model, batch)
         cfg = self.config
+        rows: dict[str, Tensor] = {}
+        if cfg.sparse_embeddings:  # embedding tables -> the rows each task reads
+            inputs = [batch.support_x, batch.query_x] if query else [batch.support_x]
+            adapted, frozen, rows = sparse_start(
+                self.model, adapted, frozen, inputs, cfg.batched, self._traced_graphs, cfg.trace, cfg.sparse_min_rows)
         lr = self.inner_lr()
+        if rows and isinstance(lr, Mapping):  # Meta-SGD: the learned rates of those rows
+            lr = {k: gather_rows(v, rows[k]) if k in rows else v for k, v in lr.items()}
         if cfg.batched:
-            task_losses = BatchedTaskLoss(self.model, self.loss_fn, frozen, cfg.trace, self._traced_graphs)
+            task_losses = BatchedTaskLoss(self.model, self.loss_fn, frozen, cfg.trace, self._traced_graphs, rows)
             fast, losses = adapt_tasks(
                 self.model, adapted, frozen, batch.support_x, batch.support_y, batch.support_mask,
-                self.loss_fn, cfg.inner_steps, lr, create_graph, task_losses,
+                self.loss_fn, cfg.inner_steps, lr, create_graph, task_losses, rows,
             )
             query_loss = task_losses(fast, batch.query_x, batch.query_y, batch.query_mask) if query else None
             totals = fast_weight_totals(fast) if cfg.check_finite else None
         else:
             per_task, step_losses, query_losses, totals_list = [], [], [], []
             for t in range(batch.num_tasks):
+                rows_t = {k: r[t] for k, r in rows.items()}
+                start_t = {k: v[t] if k in rows else v for k, v in adapted.items()}
+                lr_t = {k: v[t] if k in rows else v for k, v in lr.items()} if rows and isinstance(lr, Mapping) else lr
                 fast_t, losses_t = adapt_task(
-                    self.model, adapted, frozen, _task(batch.support_x, t), batch.support_y[t],
-                    batch.support_mask[t], self.loss_fn, cfg.inner_steps, lr, create_graph,
+                    self.model, start_t, frozen, _task(batch.support_x, t), batch.support_y[t],
+                    batch.support_mask[t], self.loss_fn, cfg.inner_steps, lr_t, create_graph, rows_t,
                 )
                 if query:
-                    logits = functional_call(self.model, {**frozen, **fast_t}, (_task(batch.query_x, t),))
+                    logits = run_model(self.model, frozen, fast_t, _task(batch.query_x, t), rows_t)
                     query_losses.append(self.loss_fn(logits, batch.query_y[t], batch.query_mask[t]))
                 if cfg.check_finite:
                     totals_list.append(sum(p.detach().sum() for p in fast_t.values()))
@@ -179,8 +207,8 @@ class MAML(nn.Module):
             totals = torch.stack(totals_list) if cfg.check_finite else None
         if cfg.check_finite:
             raise_if_not_finite(self.model, adapted, frozen, batch, self.loss_fn, cfg.inner_steps,
-                                lr, losses, totals, query_loss)
-        return FastWeights(fast, frozen), query_loss
+                                lr, losses, totals, query_loss, rows)
+        return FastWeights(fast, frozen, rows), query_loss
 
     # ------------------------------------------------------------------ protocol
 
@@ -216,10 +244,10 @@ def score_fast_weights(model: nn.Module, state: FastWeights, x: Features) -> Ten
                 "tasks; give x leaves of shape (tasks, n, ...) in the order of the adapted batch"
             )
 
-    def one_task(adapted: dict[str, Tensor], xt: Features) -> Tensor:
-        return functional_call(model, {**state.frozen, **adapted}, (xt,))
+    def one_task(adapted: dict[str, Tensor], rows: dict[str, Tensor], xt: Features) -> Tensor:
+        return run_model(model, state.frozen, adapted, xt, rows, complete=False)
 
-    return vmap(one_task)(state.adapted, x)
+    return vmap(one_task, randomness="different")(state.local, state.rows, x)
 
 
 def _lr_key(name: str) -> str:
@@ -324,4 +352,4 @@ class Reptile(MAML):
         return float(loss)
 
 
-__all__ = ["InnerLoopConfig", "MAML", "MetaSGD", "Reptile", "score_fast_weights"]
+__all__ = ["MAML", "InnerLoopConfig", "MetaSGD", "Reptile", "score_fast_weights"]

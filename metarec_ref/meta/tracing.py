@@ -9,15 +9,24 @@ no-op reshapes and ``x * 1`` that ``vmap`` leaves in such a graph.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, vmap
+from torch.func import vmap
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from metarec_ref.batch import Features
 from metarec_ref.meta.losses import LossFn
+from metarec_ref.meta.sparse_embedding import run_model
+from metarec_ref.meta.trace_cache import (
+    MAX_TRACED_GRAPHS,
+    SEEN_KEY,
+    TRACE_AFTER,
+    UNTRACEABLE_KEY,
+)
+from metarec_ref.meta.trace_cache import recurs as _recurs
 
 
 class BatchedTaskLoss:
@@ -29,52 +38,97 @@ class BatchedTaskLoss:
     aten ops: same kernels and numbers, without the per-call cost of ``vmap`` and
     ``functional_call`` in Python. A trace freezes everything but the tensors and that
     signature, so use it only for modules whose ``forward`` reads no other Python state
-    that changes between calls. ``graphs`` is the cache to keep across calls.
+    that changes between calls. ``trace="auto"`` (the learners' default) records a signature
+    only once it recurs (``TRACE_AFTER`` calls), so one-off shapes such as evaluation batches
+    of varying sizes never pay for a trace. A forward that cannot be traced (data-dependent Python
+    control flow, ``.item()``, ...) falls back to the untraced call, with a one-time warning
+    that says why. ``graphs`` is the cache to keep across calls. ``rows``: the rows
+    ``(tasks, R)`` of embedding tables adapted row-wise (see
+    :mod:`metarec_ref.meta.sparse_embedding`). Random ops (dropout) draw independently per
+    task (``vmap(randomness="different")``).
     """
 
     def __init__(
         self, model: nn.Module, loss_fn: LossFn, frozen: dict[str, Tensor],
-        trace: bool = False, graphs: dict | None = None,
+        trace: bool | str = False, graphs: dict | None = None, rows: dict[str, Tensor] | None = None,
     ):
         def one_task(
             adapted: dict[str, Tensor], frozen: dict[str, Tensor], x: Features, y: Tensor, mask: Tensor
         ) -> Tensor:
-            return loss_fn(functional_call(model, {**frozen, **adapted}, (x,)), y, mask)
+            return loss_fn(run_model(model, frozen, adapted, x), y, mask)
+
+        def one_task_rows(
+            adapted: dict[str, Tensor], rows: dict[str, Tensor], frozen: dict[str, Tensor],
+            x: Features, y: Tensor, mask: Tensor,
+        ) -> Tensor:
+            return loss_fn(run_model(model, frozen, adapted, x, rows), y, mask)
 
         # Frozen tensors are shared by every task (in_dims=None): never copied per task.
-        self._losses = vmap(one_task, in_dims=(0, None, 0, 0, 0))
+        if rows:
+            self._losses = vmap(one_task_rows, in_dims=(0, 0, None, 0, 0, 0), randomness="different")
+        else:
+            self._losses = vmap(one_task, in_dims=(0, None, 0, 0, 0), randomness="different")
         self._model = model
         self._frozen = frozen
+        self._rows = rows or {}
         self._trace = trace
         self._graphs = graphs if graphs is not None else {}
 
     def __call__(self, adapted: dict[str, Tensor], x: Features, y: Tensor, mask: Tensor) -> Tensor:
-        args = (adapted, self._frozen, x, y, mask)
-        if not self._trace:
+        args = (adapted, self._rows, self._frozen, x, y, mask) if self._rows else (adapted, self._frozen, x, y, mask)
+        if not self._trace or self._graphs.get(UNTRACEABLE_KEY):
             return self._losses(*args)
         key = (self._model.training, _signature(args))
         graph = self._graphs.get(key)
         if graph is None:
-            graph = self._graphs[key] = self._record(args)
-            if len(self._graphs) > MAX_TRACED_GRAPHS:  # drop the oldest signature
-                del self._graphs[next(iter(self._graphs))]
+            if self._trace == "auto" and not _recurs(self._graphs, key):
+                return self._losses(*args)
+            graph = self._record(args)
+            if graph is None:
+                return self._untraced(args)
+            self._graphs[key] = graph
+            traced = [k for k in self._graphs if k not in (UNTRACEABLE_KEY, SEEN_KEY)]
+            if len(traced) > MAX_TRACED_GRAPHS:  # drop the least recently used signature
+                del self._graphs[traced[0]]
+        else:  # most recently used last
+            self._graphs[key] = self._graphs.pop(key)
         return graph(*args)
 
-    def _record(self, args: tuple) -> Callable[..., Tensor]:
+    @property
+    def traces(self) -> bool:
+        """True when this loss records graphs (``trace=True`` or ``"auto"``)."""
+        return bool(self._trace)
+
+    def _untraced(self, args: tuple) -> Tensor:
+        try:
+            return self._losses(*args)
+        except Exception as err:
+            raise RuntimeError(
+                f"{type(self._model).__name__}.forward fails under vmap, traced or not ({type(err).__name__}: "
+                f"{err}); use trace=False and batched=False (the looped path runs any forward)"
+            ) from err
+
+    def _record(self, args: tuple) -> Callable[..., Tensor] | None:
         detached = tuple(_map_tensors(a, Tensor.detach) for a in args)
         try:
             with torch.no_grad():
                 graph = make_fx(self._losses)(*detached)
-        except Exception as err:
-            raise RuntimeError(
-                f"trace=True could not trace {type(self._model).__name__}.forward under vmap "
-                f"({type(err).__name__}: {err}); use trace=False"
-            ) from err
+        except Exception as err:  # noqa: BLE001 - any failure to trace: run untraced from now on
+            self._graphs[UNTRACEABLE_KEY] = True
+            name = type(self._model).__name__
+            if name not in _warned_untraceable:
+                _warned_untraceable.add(name)
+                warnings.warn(
+                    f"trace=True could not trace {name}.forward under vmap ({type(err).__name__}: "
+                    f"{str(err).splitlines()[0] if str(err) else ''}); running it untraced (same numbers, "
+                    "slower). Pass trace=False to silence this", stacklevel=4,
+                )
+            return None
         drop_identity_ops(graph)
         return graph
 
 
-MAX_TRACED_GRAPHS = 16  # input signatures kept per learner; each costs one trace
+_warned_untraceable: set[str] = set()
 
 _aten = torch.ops.aten
 # Ops that return a view of their first argument: writing through them writes the argument.
@@ -145,9 +199,9 @@ def _map_tensors(obj, fn: Callable[[Tensor], Tensor]):
 
 
 def _signature(args: tuple) -> tuple:
-    """What a trace depends on: dict keys and each tensor's shape, dtype and device."""
+    """What a trace depends on: dict keys and each tensor's shape, strides, dtype and device."""
     def describe(t: Tensor) -> tuple:
-        return (tuple(t.shape), t.dtype, t.device)
+        return (tuple(t.shape), t.stride(), t.dtype, t.device)
 
     return tuple(
         tuple((k, describe(v)) for k, v in a.items()) if isinstance(a, dict) else describe(a)
@@ -155,4 +209,4 @@ def _signature(args: tuple) -> tuple:
     )
 
 
-__all__ = ["BatchedTaskLoss", "MAX_TRACED_GRAPHS", "drop_identity_ops"]
+__all__ = ["MAX_TRACED_GRAPHS", "TRACE_AFTER", "BatchedTaskLoss", "drop_identity_ops"]

@@ -12,4 +12,11 @@ def test_tools_chapter_small(tmp_path):
     )
     assert values["live_ms_largest"] > 0
     assert values["bench_vmap_ms_32"] > 0 and values["bench_max_grad_diff"] < 1e-6
+    assert values["bench_default_ms_32"] > 0 and values["bench_loop_ms_32"] > values["bench_default_ms_32"]
     assert values["bench_tasks_interactions"] == 1_000_000
+    # The embedding-table benchmark: all meta-gradients agree, and the row-wise step is flat in the catalogue.
+    assert values["emb_max_grad_diff"] < 1e-5
+    assert values["emb_min_speedup"] > 1
+    assert values["emb_dense_work_50k"] > 10 * values["emb_ours_work_50k"]
+    # Exercise 9.4's solution runs: the row-wise and dense meta-gradients agree in float32.
+    assert values["exercise_4_grad_difference"] < 1e-6

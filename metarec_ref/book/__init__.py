@@ -32,6 +32,7 @@ from metarec_ref.book.plotting import (
     plot_metric_vs_k,
 )
 from metarec_ref.book.split_figure import plot_temporal_split
+from metarec_ref.book.sparse_figure import plot_row_gather  # noqa: F401 - public, see sparse_figure
 
 __all__ = [
     "article_outer_step",

@@ -6,6 +6,11 @@ the user's preference for an item is ``s = x . w_u / sqrt(d)``. Binary tasks dra
 ``y ~ Bernoulli(sigmoid(sharpness * s))`` (click / no click); rating tasks use
 ``y = s + noise * eps``. The segment centres depend on ``world_seed`` only, so tasks drawn with
 different ``seed`` are new users of the same shop: exactly the meta-train / meta-test setting.
+Two shops can share structure: with ``shared = rho`` the centres are
+``sqrt(rho) * C_shared + sqrt(1 - rho) * C_own``, where ``C_shared`` is drawn from
+``shared_world_seed`` and ``C_own`` from ``world_seed`` (both scaled by ``segment_scale``). Each
+coordinate of a centre then has correlation ``sqrt(rho)`` with the shared world's: ``rho = 0`` (the
+default) is an unrelated shop, ``rho = 1`` the shared world itself.
 The inputs are plain tensors ``(tasks, k, d)``, so any model taking ``(..., d)`` fits.
 """
 
@@ -29,6 +34,8 @@ class ToyConfig:
     sharpness: float = 3.0  # binary tasks: how deterministic clicks are
     noise: float = 0.1  # rating tasks: observation noise
     world_seed: int = 1234
+    shared: float = 0.0  # fraction of the centres' variance drawn from the shared world
+    shared_world_seed: int = 1234
 
     def __post_init__(self) -> None:
         for name in ("n_features", "n_segments"):
@@ -37,12 +44,24 @@ class ToyConfig:
         for name in ("segment_scale", "user_noise", "sharpness", "noise"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.shared <= 1.0:
+            raise ValueError(f"shared must be in [0, 1], got {self.shared}")
+        if self.shared > 0 and self.world_seed == self.shared_world_seed:
+            raise ValueError(
+                f"world_seed and shared_world_seed are both {self.world_seed}: a shop cannot share structure "
+                "with itself; give it another world_seed (shared=1 then reproduces the shared world)"
+            )
 
 
 def segment_centres(config: ToyConfig) -> torch.Tensor:
     """The ``(n_segments, d)`` taste centres of the shop (fixed by ``world_seed``)."""
-    g = torch.Generator().manual_seed(config.world_seed)
-    return config.segment_scale * torch.randn(config.n_segments, config.n_features, generator=g)
+    shape = (config.n_segments, config.n_features)
+    own = torch.randn(shape, generator=torch.Generator().manual_seed(config.world_seed))
+    if config.shared == 0:
+        return config.segment_scale * own
+    shared = torch.randn(shape, generator=torch.Generator().manual_seed(config.shared_world_seed))
+    mixed = config.shared**0.5 * shared + (1 - config.shared) ** 0.5 * own
+    return config.segment_scale * mixed
 
 
 def preference_tasks(
@@ -85,7 +104,7 @@ def preference_tasks(
         task_ids=torch.arange(n_tasks),
     )
     batch = batch.to(device)
-    cast = lambda t: t.to(dtype)  # noqa: E731
+    cast = lambda t: t.to(dtype)
     batch.support_x, batch.query_x = cast(batch.support_x), cast(batch.query_x)
     batch.support_y, batch.query_y = cast(batch.support_y), cast(batch.query_y)
     return batch

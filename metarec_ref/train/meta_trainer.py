@@ -1,7 +1,10 @@
 """The meta-trainer: meta-batches, Adam outer loop, validation, early stopping, checkpoints.
 
 :class:`MetaTrainer` drives any :class:`~metarec_ref.meta.learners.MetaLearner` that is an
-``nn.Module`` (``outer_step(batch, optimizer)``, ``adapt``, ``score``). Every ``eval_every`` steps it adapts the learner on
+``nn.Module`` (``outer_step(batch, optimizer)``, ``adapt``, ``score``). The outer update is Adam
+at ``config.outer_lr`` by default; ``outer_update="learner"`` calls ``outer_step(batch, None)``
+instead, so a learner with its own update rule (Reptile's step of size ``outer_lr``) applies it.
+Every ``eval_every`` steps it adapts the learner on
 validation tasks and records the mean query loss and AUC; it stops when the monitored value has
 not improved for ``patience`` evaluations and (by default) restores the best meta-parameters.
 
@@ -33,6 +36,7 @@ from metarec_ref.meta.losses import masked_bce_loss
 from metarec_ref.runtime import progress_disabled
 
 CHECKPOINT_FORMAT = 1
+OUTER_UPDATES = ("adam", "learner")
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -52,6 +56,7 @@ class MetaTrainConfig:
     restore_best: bool = True
     eval_chunk_size: int = 256  # validation tasks adapted at once
     seed: int = 0
+    outer_update: str = "adam"  # or "learner": the learner's own rule, outer_step(batch, None)
 
     def __post_init__(self) -> None:
         for name in ("meta_batch_size", "meta_steps", "eval_every", "eval_chunk_size"):
@@ -64,6 +69,8 @@ class MetaTrainConfig:
             raise ValueError(f"patience must be >= 1 or None, got {self.patience!r}")
         if self.monitor not in ("val_loss", "val_auc"):
             raise ValueError(f"monitor must be 'val_loss' or 'val_auc', got {self.monitor!r}")
+        if self.outer_update not in OUTER_UPDATES:
+            raise ValueError(f"outer_update must be one of {OUTER_UPDATES}, got {self.outer_update!r}")
 
 
 def validation_metrics(
@@ -169,6 +176,11 @@ class MetaTrainer:
                 f"meta_batch_size={self.config.meta_batch_size} exceeds the {train_tasks.num_tasks} "
                 "training tasks; lower meta_batch_size or build more tasks"
             )
+        if self.config.outer_update == "learner" and not hasattr(learner, "outer_lr"):
+            raise ValueError(
+                f"outer_update='learner' needs a learner with its own outer update (an outer_lr, as Reptile has); "
+                f"{type(learner).__name__} has none: use outer_update='adam'"
+            )
         if checkpoint_every is not None and checkpoint_path is None:
             raise ValueError("checkpoint_every needs checkpoint_path")
         self.learner = learner
@@ -219,7 +231,8 @@ class MetaTrainer:
             while self.step < end and not self.early_stopping.stopped:
                 batch = self.sample_batch()
                 try:
-                    loss = self.learner.outer_step(batch, self.optimizer)
+                    optimizer = self.optimizer if cfg.outer_update == "adam" else None
+                    loss = self.learner.outer_step(batch, optimizer)
                 except NonFiniteInnerLoopError as err:
                     raise TrainingDivergedError(f"meta-training diverged at step {self.step + 1}: {err}") from err
                 self.step += 1
@@ -263,7 +276,8 @@ class MetaTrainer:
         if state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"checkpoint format {state.get('format')!r} is not {CHECKPOINT_FORMAT}")
         saved = state["config"]
-        differ = [k for k, v in asdict(self.config).items() if k != "meta_steps" and saved.get(k) != v]
+        defaults = {f.name: f.default for f in fields(MetaTrainConfig)}
+        differ = [k for k, v in asdict(self.config).items() if k != "meta_steps" and saved.get(k, defaults[k]) != v]
         if differ:
             raise ValueError(
                 f"the checkpoint was made with a different config for {differ}: "

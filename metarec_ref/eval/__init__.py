@@ -67,6 +67,13 @@ from metarec_ref.eval.metrics import (
     sample_candidates,
     summarize,
 )
+from metarec_ref.eval.family import (
+    FAMILY_COLUMNS,
+    difference_row,
+    family_rows,
+    holm_verdicts,
+    independent_bootstrap,
+)
 from metarec_ref.eval.oracle import (
     UNKNOWN_SCORE,
     SyntheticOracle,
@@ -77,6 +84,7 @@ from metarec_ref.eval.paired import (
     VERDICTS,
     PairedDifference,
     aggregate_seeds,
+    bootstrap_p_value,
     compare_to_best,
     holm_adjust,
     paired_bootstrap,
@@ -87,6 +95,12 @@ from metarec_ref.eval.paired import (
 
 __all__ = [
     "aggregate_seeds",
+    "bootstrap_p_value",
+    "difference_row",
+    "FAMILY_COLUMNS",
+    "family_rows",
+    "holm_verdicts",
+    "independent_bootstrap",
     "bootstrap_ci",
     "cold_start_eval_tasks",
     "compare_to_best",

@@ -1,4 +1,5 @@
-"""Recommender models: field embeddings and layers, MLP, Wide&Deep, xDeepFM, MeLU, the item-item scorer.
+"""Recommender models: field embeddings and layers, MLP, Wide&Deep, xDeepFM, MeLU, the item-item scorer,
+the residual mixture over classical scores.
 
 They know no meta-learning algorithm and no data loader; they read the task-batch contract only.
 """
@@ -21,6 +22,10 @@ from metarec_ref.models.layers import (
     SPARSE_KEYS,
     sparse_keys,
 )
+from metarec_ref.models.residual_mixture import (
+    listwise_nll,
+    ResidualMixture,
+)
 from metarec_ref.models.recommenders import (
     build_model,
     EventEncoder,
@@ -39,6 +44,7 @@ __all__ = [
     "expand_support_items",
     "FEATURE_NAMES",
     "FieldEmbeddings",
+    "listwise_nll",
     "flatten_features",
     "ItemItemScorer",
     "MeLU",
@@ -46,6 +52,7 @@ __all__ = [
     "MLP",
     "mlp_layers",
     "MODELS",
+    "ResidualMixture",
     "sampled_softmax_loss",
     "SPARSE_KEYS",
     "sparse_keys",

@@ -22,4 +22,6 @@ if [ -f benchmarks/end_to_end.py ]; then
     run end_to_end_cpu "$PY" benchmarks/end_to_end.py
 fi
 run classical_scale_cpu "$PY" benchmarks/classical_scale.py
+run residual_meta_cpu "$PY" benchmarks/residual_meta.py
+run residual_meta_synthetic_cpu "$PY" benchmarks/residual_meta.py --synthetic
 run own_log_scale_cpu "$PY" benchmarks/own_log_scale.py

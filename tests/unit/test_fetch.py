@@ -5,6 +5,7 @@ verification constants are checked on the real file (marked ``data``): no test r
 from __future__ import annotations
 
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,7 @@ from metarec_ref.data import (
     table_checksum,
     verify_online_retail,
 )
+from metarec_ref.book import notebooks_missing_data
 from metarec_ref.data.fetch import main
 from tests.readme import NO_PROXY, loopback_server, zip_one
 from tests.unit.helpers import raw_rows
@@ -121,6 +123,18 @@ def test_fetch_converts_verifies_and_caches(cache, site):
     assert table["UnitPrice"].tolist()[:2] == [2.55, 3.39]
     # Chapters 1 and 7 find it with no path and no $METAREC_DATA_DIR.
     assert find_online_retail() == path
+
+
+def test_make_book_executes_the_real_data_chapters_once_fetched(cache, site):
+    """`make book` excludes from execution the chapters whose data is missing; after a fetch, none."""
+    folder = (Path(__file__).resolve().parents[2] / "notebooks").as_posix()
+    needs_data = [f"{folder}/{name}.ipynb" for name in
+                  ("01_why_fast_optimisation", "07_online_retail", "07b_residual_meta_learner")]
+    assert notebooks_missing_data(folder) == needs_data
+    raw = raw_rows()
+    serve_workbook(site, raw)
+    fetch_online_retail(site[1], **expected_of(raw))
+    assert notebooks_missing_data(folder) == []
 
 
 def test_a_cached_file_is_not_downloaded_again(cache, site):

@@ -4,13 +4,13 @@ verification constants are checked on the real file (marked ``data``): no test r
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from metarec_ref.book import notebooks_missing_data
 from metarec_ref.data import (
     CACHE_DIR_ENV,
     DATA_DIR_ENV,
@@ -27,7 +27,6 @@ from metarec_ref.data import (
     table_checksum,
     verify_online_retail,
 )
-from metarec_ref.book import notebooks_missing_data
 from metarec_ref.data.fetch import main
 from tests.readme import NO_PROXY, loopback_server, zip_one
 from tests.unit.helpers import raw_rows

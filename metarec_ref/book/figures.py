@@ -171,7 +171,7 @@ def draw_meta_gradient_graph(inner_steps: int = 2) -> Figure:
             _node(ax, x + 1.5, y_grad, rf"$g_{s}$", SUPPORT_COLOR)
             ax.annotate("", xy=(x + 1.0, y_grad - 0.2), xytext=(x + 0.4, y_theta + 0.35),
                         arrowprops=dict(arrowstyle="-|>", color=SUPPORT_COLOR))
-            ax.text(x + 0.25, y_grad - 0.1, rf"$\nabla\mathcal{{L}}(\cdot; S_i)$", fontsize=9,
+            ax.text(x + 0.25, y_grad - 0.1, r"$\nabla\mathcal{L}(\cdot; S_i)$", fontsize=9,
                     color=SUPPORT_COLOR, ha="right")
             ax.annotate("", xy=(x + 2.4, y_theta + 0.1), xytext=(x + 0.65, y_theta + 0.1),
                         arrowprops=dict(arrowstyle="-|>", color="black"))

@@ -26,6 +26,7 @@ __all__ = [
     "broadcast_module",
     "clone_state",
     "DistributedContext",
+    "EarlyStopping",
     "DistributedMetaTrainer",
     "free_port",
     "init_distributed",

@@ -37,7 +37,6 @@ import gc
 import importlib.util
 import json
 import pathlib
-import statistics
 import sys
 import time
 
@@ -49,7 +48,7 @@ from metarec_ref.batch import TaskBatch
 from metarec_ref.meta import MAML, masked_bce_loss
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from maml_step import import_higher, import_learn2learn
+from maml_step import bce, import_higher, import_learn2learn, time_round_robin
 
 SUPPORT, QUERY, STEPS, LR = 5, 20, 3, 0.1
 N_CATEGORIES, N_DENSE = 100, 8
@@ -90,10 +89,6 @@ def make_batch(tasks: int, n_items: int, seed: int) -> TaskBatch:
 
 def task_x(x: dict[str, torch.Tensor], t: int) -> dict[str, torch.Tensor]:
     return {k: v[t] for k, v in x.items()}
-
-
-def bce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return nn.functional.binary_cross_entropy_with_logits(logits, y)
 
 
 def is_adapted(name: str, adapt: str) -> bool:
@@ -229,23 +224,6 @@ def peak_mb(fn, batch: TaskBatch) -> float | None:
         return round(max(_status_kb("VmHWM") - base, 0) / 1024, 1)
     except OSError:
         return None
-
-
-def time_round_robin(methods: dict, batch: TaskBatch, repeats: int, warmup: int,
-                     clock=time.perf_counter) -> dict[str, float]:
-    sync = torch.cuda.synchronize if batch.device.type == "cuda" else (lambda: None)
-    for fn in methods.values():
-        for _ in range(warmup):
-            fn(batch)
-    times: dict[str, list[float]] = {name: [] for name in methods}
-    for _ in range(repeats):
-        for name, fn in methods.items():
-            sync()
-            start = clock()
-            fn(batch)
-            sync()
-            times[name].append(clock() - start)
-    return {name: 1000 * statistics.median(ts) for name, ts in times.items()}
 
 
 def build_methods(model: nn.Module, adapt: str, n_items: int, peers: dict) -> dict:

@@ -130,14 +130,18 @@ def higher_step(higher, model: nn.Module, steps: int, lr: float):
 def time_round_robin(
     methods: dict, batch: TaskBatch, repeats: int, warmup: int, clock=time.perf_counter
 ) -> dict[str, float]:
+    """Median milliseconds per call of each method, timed in turn (CUDA synchronised around each call)."""
+    sync = torch.cuda.synchronize if batch.device.type == "cuda" else (lambda: None)
     for fn in methods.values():
         for _ in range(warmup):
             fn(batch)
     times: dict[str, list[float]] = {name: [] for name in methods}
     for _ in range(repeats):
         for name, fn in methods.items():
+            sync()
             start = clock()
             fn(batch)
+            sync()
             times[name].append(clock() - start)
     return {name: 1000 * statistics.median(ts) for name, ts in times.items()}
 

@@ -57,6 +57,7 @@ from metarec_ref.meta.losses import LossFn, masked_bce_loss
 from metarec_ref.meta.sparse_embedding import (
     ROW_WISE_MIN_ROWS,
     gather_rows,
+    mean_table_change,
     run_model,
     sparse_start,
 )
@@ -333,7 +334,10 @@ class Reptile(MAML):
         with torch.enable_grad():
             state, query_loss = self.adapt_detached(batch)
         adapted, _ = select_params(self.model, self.config.adapt)
-        direction = {k: state.adapted[k].detach().mean(0) - p.detach() for k, p in adapted.items()}
+        state = state.detach()
+        # Row-wise tables: averaged from the rows the tasks read, never as full per-task copies.
+        direction = {k: mean_table_change(state.local[k], p.detach(), state.rows[k]) if k in state.rows
+                     else state.local[k].mean(0) - p.detach() for k, p in adapted.items()}
         return direction, query_loss.detach().mean()
 
     def outer_step(self, batch: TaskBatch, optimizer: torch.optim.Optimizer | None = None) -> float:

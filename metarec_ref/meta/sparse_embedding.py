@@ -324,12 +324,23 @@ def dense_tables(local: Tensor, shared: Tensor, rows: Tensor) -> Tensor:
     return shared.unsqueeze(0) + delta[:, :-1]
 
 
+def mean_table_change(local: Tensor, shared: Tensor, rows: Tensor) -> Tensor:
+    """``mean_t(dense_tables(...)[t]) - shared`` ``(N, dim)``, computed from the rows alone.
+
+    Rows no task read change by zero; the cost is the tasks' rows plus one table, not tasks x table.
+    """
+    change = shared.new_zeros(shared.shape[0] + 1, shared.shape[1])
+    change.index_add_(0, rows.reshape(-1), (local - gather_rows(shared, rows)).reshape(-1, shared.shape[1]))
+    return change[:-1] / local.shape[0]
+
+
 __all__ = [
     "EMBEDDING_TYPES",
     "ROW_WISE_MIN_ROWS",
     "dense_tables",
     "gather_rows",
     "lookup_rows",
+    "mean_table_change",
     "run_model",
     "sparse_start",
     "sparse_table_names",

@@ -20,6 +20,7 @@ from metarec_ref.meta.sparse_embedding import (
     dense_tables,
     gather_rows,
     lookup_rows,
+    mean_table_change,
     unique_rows,
 )
 from metarec_ref.models import MLP, MeLU, WideAndDeep, XDeepFM
@@ -142,6 +143,36 @@ def test_meta_sgd_and_reptile_agree_with_the_dense_path():
         Reptile(model, sparse_min_rows=0, inner_steps=2, sparse_embeddings=sparse).outer_step(batch)
         moved.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]))
     torch.testing.assert_close(moved[0], moved[1], atol=1e-12, rtol=0)
+
+
+def test_mean_table_change_equals_the_mean_of_the_materialised_tables():
+    gen = torch.Generator().manual_seed(1)
+    shared = torch.randn(7, 3, generator=gen, dtype=torch.float64)
+    rows = torch.tensor([[0, 2, 7, 7], [2, 5, 6, 7], [1, 2, 3, 4]])  # 7: padding of the row lists
+    local = gather_rows(shared, rows) + torch.randn(3, 4, 3, generator=gen, dtype=torch.float64)
+    local[rows == 7] = gather_rows(shared, rows)[rows == 7]  # padding positions never move
+    expected = dense_tables(local, shared, rows).mean(0) - shared
+    torch.testing.assert_close(mean_table_change(local, shared, rows), expected, atol=1e-14, rtol=0)
+    torch.testing.assert_close(mean_table_change(local, shared, rows)[6], (local[1, 2] - shared[6]) / 3)  # one task of 3 read row 6
+
+
+def test_reptile_direction_never_materialises_full_tables(monkeypatch):
+    """Reptile's direction for a row-wise table is averaged from the rows read (no tasks x catalogue copy)."""
+    batch = make_batch()
+    model = model_of(MeLU)
+    reference, _ = Reptile(model, sparse_min_rows=0, inner_steps=2, sparse_embeddings=False).reptile_direction(batch)
+
+    def no_full_tables(*args, **kwargs):
+        raise AssertionError("a full per-task table was materialised")
+
+    monkeypatch.setattr("metarec_ref.meta.functional.dense_tables", no_full_tables)
+    direction, _ = Reptile(model, sparse_min_rows=0, inner_steps=2).reptile_direction(batch)
+    assert direction.keys() == reference.keys()
+    for name in direction:
+        torch.testing.assert_close(direction[name], reference[name], atol=1e-12, rtol=0)
+    moved = direction["embeddings.item.weight"].abs().sum(1).gt(0)
+    read = torch.cat([batch.support_x["item"].flatten(), batch.query_x["item"].flatten()]).unique()
+    assert set(moved.nonzero().flatten().tolist()) <= set(read.tolist()) and moved.sum() > 0
 
 
 class PaddedTables(nn.Module):

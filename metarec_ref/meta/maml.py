@@ -335,9 +335,11 @@ class Reptile(MAML):
             state, query_loss = self.adapt_detached(batch)
         adapted, _ = select_params(self.model, self.config.adapt)
         state = state.detach()
+        # The mean of the changes, not the change of the mean: a weight no task moved gets exactly 0
+        # (rounding in mean(adapted) - init would be amplified into real steps by Adam's scaling).
         # Row-wise tables: averaged from the rows the tasks read, never as full per-task copies.
         direction = {k: mean_table_change(state.local[k], p.detach(), state.rows[k]) if k in state.rows
-                     else state.local[k].mean(0) - p.detach() for k, p in adapted.items()}
+                     else (state.local[k] - p.detach()).mean(0) for k, p in adapted.items()}
         return direction, query_loss.detach().mean()
 
     def outer_step(self, batch: TaskBatch, optimizer: torch.optim.Optimizer | None = None) -> float:

@@ -175,6 +175,27 @@ def test_reptile_direction_never_materialises_full_tables(monkeypatch):
     assert set(moved.nonzero().flatten().tolist()) <= set(read.tolist()) and moved.sum() > 0
 
 
+@pytest.mark.parametrize("sparse", [True, False])
+def test_reptile_with_adam_leaves_rows_no_task_read_bit_identical(sparse):
+    """Rows no task reads get a direction of exactly 0, so Adam (which rescales tiny values to
+    steps of about its learning rate) cannot turn rounding noise into real moves."""
+    batch = make_batch(tasks=7)
+    model = model_of(MeLU).float()
+    as_float = {k: v.float() if v.is_floating_point() else v for k, v in batch.support_x.items()}
+    query_float = {k: v.float() if v.is_floating_point() else v for k, v in batch.query_x.items()}
+    batch = TaskBatch(as_float, batch.support_y.float(), batch.support_mask, query_float, batch.query_y.float(),
+                      batch.query_mask)
+    before = model.embeddings.item.weight.detach().clone()
+    learner = Reptile(model, sparse_min_rows=0, inner_steps=2, sparse_embeddings=sparse)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    learner.outer_step(batch, optimizer)
+    read = torch.cat([batch.support_x["item"].flatten(), batch.query_x["item"].flatten()]).unique()
+    untouched = torch.ones(SPEC.n_items, dtype=torch.bool)
+    untouched[read] = False
+    after = model.embeddings.item.weight.detach()
+    assert after[untouched].equal(before[untouched]) and not after[~untouched].equal(before[~untouched])
+
+
 class PaddedTables(nn.Module):
     """An Embedding with a padding row and EmbeddingBags over a bag of ids per event."""
 

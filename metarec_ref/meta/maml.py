@@ -106,6 +106,22 @@ def _check_device(model: nn.Module, batch: TaskBatch) -> None:
         )
 
 
+def _dtype_mismatch(model: nn.Module, batch: TaskBatch) -> str | None:
+    """Why a forward failed, when a float feature or label's dtype differs from the model's (else None)."""
+    param = next((p for p in model.parameters() if p.is_floating_point()), None)
+    if param is None:
+        return None
+    leaves = {f"{part}_x[{key!r}]": leaf for part, x in (("support", batch.support_x), ("query", batch.query_x))
+              for key, leaf in (x.items() if isinstance(x, dict) else [("<tensor>", x)])}
+    leaves.update(support_y=batch.support_y, query_y=batch.query_y)
+    for name, leaf in leaves.items():
+        if leaf.is_floating_point() and leaf.dtype != param.dtype:
+            return (f"the batch's {name} is {leaf.dtype} but the model's parameters are {param.dtype}; give both "
+                    f"one dtype: learner.to({leaf.dtype}), or build the batch's float features and labels as "
+                    f"{param.dtype}")
+    return None
+
+
 class MAML(nn.Module):
     """Model-Agnostic Meta-Learning (Finn et al., 2017), exact second order by default.
 
@@ -168,6 +184,18 @@ class MAML(nn.Module):
         """Adapt every task from ``adapted``; the query losses only if ``query`` (else None)."""
         check_task_batch(batch)
         _check_device(self.model, batch)
+        try:
+            return self._adapt_all(batch, adapted, frozen, create_graph=create_graph, query=query)
+        except RuntimeError as error:
+            mismatch = _dtype_mismatch(self.model, batch)
+            if mismatch is None:
+                raise
+            raise ValueError(mismatch) from error
+
+    def _adapt_all(
+        self, batch: TaskBatch, adapted: dict[str, Tensor], frozen: dict[str, Tensor], *,
+        create_graph: bool, query: bool,
+    ) -> tuple[FastWeights, Tensor | None]:
         cfg = self.config
         rows: dict[str, Tensor] = {}
         if cfg.sparse_embeddings:  # embedding tables -> the rows each task reads

@@ -156,3 +156,29 @@ def test_learners_have_no_forward():
     for learner in (MAML(tiny_model()), ProtoNet(nn.Linear(3, 4))):
         with pytest.raises(NotImplementedError):
             learner(make_batch())
+
+
+@pytest.mark.parametrize("cls", GRADIENT_BASED)
+@pytest.mark.parametrize("batched", [True, False])
+def test_a_batch_in_another_dtype_than_the_model_gets_a_clear_error(cls, batched):
+    learner = cls(tiny_model(dtype=torch.float32), inner_steps=1, batched=batched)
+    with pytest.raises(ValueError, match=r"support_x\['<tensor>'\] is torch.float64 but the model's parameters are "
+                                         r"torch.float32.*learner.to\(torch.float64\)"):
+        learner.meta_loss(make_batch(dtype=torch.float64))
+
+
+def test_a_model_that_casts_its_inputs_is_not_refused():
+    class Casting(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = nn.Linear(3, 1)
+
+        def forward(self, x):
+            return self.head(x.float()).squeeze(-1)
+
+    torch.manual_seed(0)
+    loss = MAML(Casting(), inner_steps=1).meta_loss(make_batch(dtype=torch.float32))
+    assert torch.isfinite(loss)
+    mixed = make_batch(dtype=torch.float64)
+    assert torch.isfinite(MAML(Casting(), inner_steps=1, loss_fn=lambda lg, y, m: masked_bce_loss(lg.double(), y, m))
+                          .meta_loss(mixed))

@@ -88,6 +88,22 @@ def sparse_table_names(model: nn.Module, adapted: Mapping[str, Tensor], min_rows
     return names
 
 
+def shared_table_names(model: nn.Module, frozen: Mapping[str, Tensor], min_rows: int = ROW_WISE_MIN_ROWS) -> list[str]:
+    """Embedding tables that are not adapted but get a meta-gradient, with at least ``min_rows`` rows.
+
+    Each meta-step gathers the rows all its tasks read once (``SHARED_ROWS`` / ``SHARED_LOCAL``
+    entries of the frozen state), so the table's meta-gradient is one scatter-add rather than one
+    dense ``(rows, dim)`` embedding backward per lookup.
+    """
+    tables, _ = _module_maps(model)
+    return [name for name, module in tables.items()
+            if name in frozen and frozen[name].requires_grad and module.weight.shape[0] >= min_rows
+            and module.max_norm is None and not module.scale_grad_by_freq]
+
+
+SHARED_ROWS, SHARED_LOCAL = ":shared_rows", ":shared_local"  # suffixes of a frozen table's gathered rows
+
+
 # --------------------------------------------------------------------------- lookups
 
 
@@ -189,15 +205,20 @@ def run_model(model: nn.Module, frozen: Mapping[str, Tensor], adapted: Mapping[s
     """``model(x)`` on the state ``{**frozen, **adapted}``; tables in ``rows`` read their local rows.
 
     For a name in ``rows``, ``adapted[name]`` is the task-local table ``(len(rows[name]), dim)``
-    and ``frozen[name]`` the shared table. ``complete``: ``rows`` were recorded on ``x`` (or on
+    and ``frozen[name]`` the shared table. A frozen table with ``SHARED_ROWS`` / ``SHARED_LOCAL``
+    entries in ``frozen`` (see :func:`sparse_start`) reads the rows gathered once for all tasks. ``complete``: ``rows`` were recorded on ``x`` (or on
     inputs including it), so every id is among them; False when scoring new events.
     """
     norms = _norm_state(model)
-    if not rows:
+    shared = {k[: -len(SHARED_ROWS)]: v for k, v in frozen.items() if k.endswith(SHARED_ROWS)}
+    if not rows and not shared:
         return functional_call(model, {**frozen, **adapted, **norms}, (x,))
-    state = {**frozen, **{k: v for k, v in adapted.items() if k not in rows}, **norms}
-    routing = _Routing(rows, {k: adapted[k] for k in rows}, complete)
-    with _routed(model, list(rows), routing):
+    rows = rows or {}
+    state = {**{k: v for k, v in frozen.items() if not k.endswith((SHARED_ROWS, SHARED_LOCAL))},
+             **{k: v for k, v in adapted.items() if k not in rows}, **norms}
+    local = {**{k: frozen[k + SHARED_LOCAL] for k in shared}, **{k: adapted[k] for k in rows}}
+    routing = _Routing({**shared, **rows}, local, complete)
+    with _routed(model, list(routing.rows), routing):
         return functional_call(model, state, (x,))
 
 
@@ -289,23 +310,30 @@ def sparse_start(
     query features, leaves ``(tasks, k, ...)``); the rows are those the model's lookups read on
     them. ``adapted`` then holds, for each sparse table, the gathered local tables ``(tasks, R, dim)``
     (the other entries untouched, no task dimension); ``frozen`` gains the shared tables; ``rows``
-    maps each sparse table to its sorted rows ``(tasks, R)``. No sparse table: inputs unchanged
-    and ``rows == {}``. The model's lookups must depend on its inputs only (no random ids).
+    maps each sparse table to its sorted rows ``(tasks, R)``. Tables that are not adapted but take
+    a meta-gradient (:func:`shared_table_names`) gain ``frozen`` entries ``name + SHARED_ROWS``
+    (the rows all tasks read, ``(R,)``) and ``name + SHARED_LOCAL`` (those rows, gathered once).
+    No table either way: inputs unchanged and ``rows == {}``. The model's lookups must depend on its inputs only (no random ids).
     ``graphs``, ``trace``: a cache for a traced recording (see :func:`touched_ids`); ``min_rows``:
     see :func:`sparse_table_names`.
     """
     names = sparse_table_names(model, adapted, min_rows)
-    if not names:
+    shared = shared_table_names(model, frozen, min_rows)
+    if not names and not shared:
         return adapted, frozen, {}
     tables, _ = _module_maps(model)
     state = {**frozen, **{k: v.detach() for k, v in adapted.items()}}
     # Events are independent for the lookups: one recording over all inputs side by side.
     x = xs[0] if len(xs) == 1 else map_features_list(xs, lambda leaves: torch.cat(leaves, dim=1))
-    ids = touched_ids(model, state, names, x, batched, graphs, trace)
+    ids = touched_ids(model, state, names + shared, x, batched, graphs, trace)
     rows = {n: unique_rows(ids[n], adapted[n].shape[0], tables[n].padding_idx) for n in names}
     local = {n: gather_rows(adapted[n], rows[n]) for n in names}
+    gathered = {}
+    for n in shared:  # one set of rows for all tasks: the frozen table is the same for each
+        every = unique_rows(ids[n].reshape(1, -1), frozen[n].shape[0], tables[n].padding_idx)[0]
+        gathered.update({n + SHARED_ROWS: every, n + SHARED_LOCAL: gather_rows(frozen[n], every)})
     return ({**{k: v for k, v in adapted.items() if k not in rows}, **local},
-            {**frozen, **{n: adapted[n] for n in names}}, rows)
+            {**frozen, **{n: adapted[n] for n in names}, **gathered}, rows)
 
 
 def map_features_list(xs: list[Features], fn) -> Features:
@@ -342,6 +370,7 @@ __all__ = [
     "lookup_rows",
     "mean_table_change",
     "run_model",
+    "shared_table_names",
     "sparse_start",
     "sparse_table_names",
     "touched_ids",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from metarec_ref.batch import UNKNOWN, FeatureSpec, TaskBatch
 from metarec_ref.meta import (
@@ -20,6 +21,7 @@ from metarec_ref.meta.sparse_embedding import (
     dense_tables,
     gather_rows,
     lookup_rows,
+    SHARED_ROWS,
     mean_table_change,
     unique_rows,
 )
@@ -85,6 +87,58 @@ def test_row_wise_meta_gradient_equals_the_dense_one(cls, first_order, batched, 
     state = sparse.adapt_for_meta_loss(batch)[0]
     assert state.rows and all(r.shape[1] < 40 for r in state.rows.values())  # tables went row-wise
     assert_same(meta_grads(sparse, batch), meta_grads(dense, batch))
+
+
+@pytest.mark.parametrize("cls", MODELS)
+@pytest.mark.parametrize("adapt", ["head", "dense"])
+@pytest.mark.parametrize("first_order", [False, True])
+@pytest.mark.parametrize("batched, trace", [(True, False), (True, True), (False, False)])
+def test_frozen_tables_gathered_once_give_the_same_meta_gradient(cls, adapt, first_order, batched, trace):
+    """Tables that are not adapted still get a meta-gradient: through one gather of the rows all
+    tasks read, not one dense embedding backward per lookup."""
+    batch = make_batch()
+    model = model_of(cls)
+    options = {"inner_steps": 2, "inner_lr": 0.5, "first_order": first_order, "batched": batched, "trace": trace,
+               "adapt": adapt}
+    plain = MAML(model, sparse_min_rows=0, sparse_embeddings=False, **options)
+    gathered = MAML(model, sparse_min_rows=0, **options)
+    state = gathered.adapt_for_meta_loss(batch)[0]
+    shared = [k for k in state.frozen if k.endswith(SHARED_ROWS)]
+    assert shared and state.rows == {}  # the frozen tables went through their gathered rows
+    assert_same(meta_grads(gathered, batch), meta_grads(plain, batch))
+
+
+def test_frozen_tables_meta_gradient_matches_finite_differences():
+    batch = make_batch(tasks=3)
+    learner = MAML(model_of(MeLU), sparse_min_rows=0, inner_steps=2, inner_lr=0.5, adapt="head")
+    check = check_meta_gradient(lambda: learner.meta_loss(batch), learner, n_directions=3)
+    assert check.max_abs_error < 1e-7
+    assert any(k.endswith(SHARED_ROWS) for k in learner.adapt(batch).frozen)
+
+
+def test_frozen_table_backward_is_one_scatter_not_one_dense_table_per_lookup():
+    """With 3 inner steps and a query pass, the plain path runs an embedding backward over the
+    whole item table for every lookup; the gathered path runs one."""
+
+    class Spy(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.table_sizes = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten.embedding_dense_backward.default:
+                self.table_sizes.append(args[2])  # num_weights: the rows of the gradient it fills
+            return func(*args, **(kwargs or {}))
+
+    batch = make_batch()
+    full = {}
+    for sparse in (False, True):
+        learner = MAML(model_of(MeLU), sparse_min_rows=0, inner_steps=3, adapt="head", sparse_embeddings=sparse)
+        loss = learner.meta_loss(batch)
+        with Spy() as spy:
+            torch.autograd.grad(loss, list(learner.parameters()))
+        full[sparse] = spy.table_sizes.count(SPEC.n_items)
+    assert full[False] >= 4 and full[True] == 1
 
 
 def test_dense_option_adapts_full_copies():

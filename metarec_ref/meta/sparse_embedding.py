@@ -119,7 +119,8 @@ def lookup_rows(ids: Tensor, shared: Tensor, rows: Tensor, local: Tensor, paddin
     serves padding and the scoring of new events after adaptation. Leaving the shared table out
     of the graph is what keeps a meta-step's cost independent of the catalogue size.
     """
-    pos = torch.searchsorted(rows, ids).clamp(max=rows.shape[-1] - 1)
+    # clone(), not contiguous(): under vmap only a copy lays out ids expanded across tasks (else torch warns).
+    pos = torch.searchsorted(rows, ids.clone()).clamp(max=rows.shape[-1] - 1)
     if complete and padding_idx is None:
         return F.embedding(pos, local)
     hit = rows[pos] == ids

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -397,3 +399,23 @@ def test_small_tables_with_a_padding_row_still_go_row_wise():
     assert set(learner.adapt(batch).rows) == {"item.weight", "tags.weight"}  # "weighted" has no padding row
     grads = meta_grads(learner, batch)
     assert grads[0][0].abs().max() == 0 and grads[1][0].abs().max() == 0
+
+
+@pytest.mark.parametrize("adapt", ["all", "head"])
+def test_non_contiguous_ids_raise_no_warning(adapt, monkeypatch):
+    """Ids sliced out of a wider tensor, or one task's ids expanded to every task (contiguous per
+    task under vmap, not in memory), are not contiguous; the lookups must not make torch warn (a
+    warning would surface as stderr in every notebook that adapts such a model)."""
+    batch = make_batch()
+    wide = {k: torch.stack([v, v], dim=-1)[..., 0] if k != "dense" else v for k, v in batch.support_x.items()}
+    shared = {k: v[:1].expand_as(v) for k, v in batch.query_x.items()}
+    assert not wide["item"].is_contiguous() and shared["item"].stride(0) == 0
+    batch = TaskBatch(wide, batch.support_y, batch.support_mask, shared, batch.query_y, batch.query_mask)
+    learner = MAML(model_of(MeLU), sparse_min_rows=0, inner_steps=1, adapt=adapt)
+    torch._C._set_warnAlways(True)  # torch's warn-once warnings: every time, so an earlier test cannot hide one
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            learner.meta_loss(batch)
+    finally:
+        torch._C._set_warnAlways(False)

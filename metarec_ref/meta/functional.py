@@ -184,6 +184,22 @@ def check_task_batch(batch: TaskBatch) -> None:
             )
 
 
+def batch_dtype_mismatch(model: nn.Module, batch: TaskBatch) -> str | None:
+    """Why a forward failed, when a float feature or label's dtype differs from the model's (else None)."""
+    param = next((p for p in model.parameters() if p.is_floating_point()), None)
+    if param is None:
+        return None
+    leaves = {f"{part}_x[{key!r}]": leaf for part, x in (("support", batch.support_x), ("query", batch.query_x))
+              for key, leaf in _leaves(x).items()}
+    leaves.update(support_y=batch.support_y, query_y=batch.query_y)
+    for name, leaf in leaves.items():
+        if leaf.is_floating_point() and leaf.dtype != param.dtype:
+            return (f"the batch's {name} is {leaf.dtype} but the model's parameters are {param.dtype}; give both "
+                    f"one dtype: learner.to({leaf.dtype}), or build the batch's float features and labels as "
+                    f"{param.dtype}")
+    return None
+
+
 def check_inner_loop_args(inner_steps: int, inner_lr: float) -> None:
     """Raise ValueError for ``inner_steps < 1`` or a non-positive inner learning rate."""
     if isinstance(inner_steps, bool) or not isinstance(inner_steps, int) or inner_steps < 1:
@@ -385,6 +401,7 @@ __all__ = [
     "adapt_task",
     "adapt_tasks",
     "check_inner_loop_args",
+    "batch_dtype_mismatch",
     "check_task_batch",
     "expand_to_tasks",
     "fast_weight_totals",

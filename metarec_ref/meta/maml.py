@@ -47,6 +47,7 @@ from metarec_ref.meta.functional import (
     adapt_task,
     adapt_tasks,
     check_inner_loop_args,
+    batch_dtype_mismatch,
     check_task_batch,
     fast_weight_totals,
     gradient_outer_step,
@@ -104,22 +105,6 @@ def _check_device(model: nn.Module, batch: TaskBatch) -> None:
             f"the batch is on {batch.device} but the model is on {param.device}; "
             f"call batch.to({str(param.device)!r}) or learner.to({str(batch.device)!r})"
         )
-
-
-def _dtype_mismatch(model: nn.Module, batch: TaskBatch) -> str | None:
-    """Why a forward failed, when a float feature or label's dtype differs from the model's (else None)."""
-    param = next((p for p in model.parameters() if p.is_floating_point()), None)
-    if param is None:
-        return None
-    leaves = {f"{part}_x[{key!r}]": leaf for part, x in (("support", batch.support_x), ("query", batch.query_x))
-              for key, leaf in (x.items() if isinstance(x, dict) else [("<tensor>", x)])}
-    leaves.update(support_y=batch.support_y, query_y=batch.query_y)
-    for name, leaf in leaves.items():
-        if leaf.is_floating_point() and leaf.dtype != param.dtype:
-            return (f"the batch's {name} is {leaf.dtype} but the model's parameters are {param.dtype}; give both "
-                    f"one dtype: learner.to({leaf.dtype}), or build the batch's float features and labels as "
-                    f"{param.dtype}")
-    return None
 
 
 class MAML(nn.Module):
@@ -187,7 +172,7 @@ class MAML(nn.Module):
         try:
             return self._adapt_all(batch, adapted, frozen, create_graph=create_graph, query=query)
         except RuntimeError as error:
-            mismatch = _dtype_mismatch(self.model, batch)
+            mismatch = batch_dtype_mismatch(self.model, batch)
             if mismatch is None:
                 raise
             raise ValueError(mismatch) from error

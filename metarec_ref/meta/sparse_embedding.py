@@ -207,8 +207,9 @@ def run_model(model: nn.Module, frozen: Mapping[str, Tensor], adapted: Mapping[s
 
     For a name in ``rows``, ``adapted[name]`` is the task-local table ``(len(rows[name]), dim)``
     and ``frozen[name]`` the shared table. A frozen table with ``SHARED_ROWS`` / ``SHARED_LOCAL``
-    entries in ``frozen`` (see :func:`sparse_start`) reads the rows gathered once for all tasks. ``complete``: ``rows`` were recorded on ``x`` (or on
-    inputs including it), so every id is among them; False when scoring new events.
+    entries in ``frozen`` (see :func:`sparse_start`) reads the rows gathered once for all tasks.
+    ``complete``: ``rows`` were recorded on ``x`` (or on inputs including it), so every id is
+    among them; False when scoring new events.
     """
     norms = _norm_state(model)
     shared = {k[: -len(SHARED_ROWS)]: v for k, v in frozen.items() if k.endswith(SHARED_ROWS)}
@@ -314,7 +315,8 @@ def sparse_start(
     maps each sparse table to its sorted rows ``(tasks, R)``. Tables that are not adapted but take
     a meta-gradient (:func:`shared_table_names`) gain ``frozen`` entries ``name + SHARED_ROWS``
     (the rows all tasks read, ``(R,)``) and ``name + SHARED_LOCAL`` (those rows, gathered once).
-    No table either way: inputs unchanged and ``rows == {}``. The model's lookups must depend on its inputs only (no random ids).
+    No table either way: inputs unchanged and ``rows == {}``. The model's lookups must depend on
+    its inputs only (no random ids).
     ``graphs``, ``trace``: a cache for a traced recording (see :func:`touched_ids`); ``min_rows``:
     see :func:`sparse_table_names`.
     """

@@ -5,16 +5,22 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 JB := $(BIN)/jupyter-book
 
-.PHONY: book test notebooks lab clean venv unit bench data
+.PHONY: book test notebooks lab clean venv unit bench data portability
+
+# Notebooks run on the kernel `make venv` installs (metarec_ref/numerics.py): in the pinned mode,
+# the same digits on any x86-64 CPU. These targets make or check committed outputs, so they pin
+# whatever METAREC_NUMERICS says; `make lab` leaves it to you (native: full speed, other digits).
+book test notebooks portability: export METAREC_NUMERICS := pinned
+NBVAL := -p tests.nbval_plugin --nbval --nbval-kernel-name python3 --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 
-# Re-install only when the dependency list changes.
-$(STAMP): pyproject.toml | $(BIN)/python
+# Re-install only when the dependency list or the kernel changes.
+$(STAMP): pyproject.toml metarec_ref/numerics.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test]"
-	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (metarec)"
+	$(BIN)/python -m metarec_ref.numerics install
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -33,10 +39,10 @@ book: $(STAMP)
 		> _build/_config_book.yml
 	METAREC_QUIET=1 $(JB) build . --path-output . --config _build/_config_book.yml --toc _toc.yml
 
+# Library tests, papermill runs, README commands and strict nbval of every chapter in one pytest
+# run on two workers (a notebook's cells stay together on one worker).
 test: $(STAMP)
-	METAREC_QUIET=1 $(BIN)/python -m pytest -p no:cacheprovider tests
-	METAREC_QUIET=1 $(BIN)/python -m pytest -p no:cacheprovider -p tests.nbval_plugin -rs --nbval --nbval-current-env \
-		--nbval-sanitize-with tests/nbval_sanitize.cfg notebooks
+	METAREC_QUIET=1 $(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadfile -rs $(NBVAL) tests notebooks
 	# The book from the committed outputs: strict, so a broken reference or a missing file fails.
 	mkdir -p _build
 	sed 's/execute_notebooks: cache/execute_notebooks: "off"/' _config.yml > _build/_config_committed.yml
@@ -59,6 +65,11 @@ notebooks: $(STAMP)
 		METAREC_QUIET=1 $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 			--ExecutePreprocessor.kernel_name=python3 --ExecutePreprocessor.timeout=1800 $$nb || exit 1; \
 	done
+
+# Strict nbval of every chapter under settings that imitate another CPU (tests/portability.py):
+# run it before committing executed notebooks. `make test` runs it on the cheapest chapters.
+portability: $(STAMP)
+	METAREC_QUIET=1 $(BIN)/python -m tests.portability notebooks/*.ipynb
 
 bench: $(STAMP)
 	PYTHON=$(BIN)/python benchmarks/run_all.sh

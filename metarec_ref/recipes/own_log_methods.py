@@ -9,7 +9,6 @@ Every tuned value is chosen on validation users only; the test users are never r
 from __future__ import annotations
 
 import itertools
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,15 +125,17 @@ def train_meta_learner(algorithm: str, model_name: str, spec, train_batch: TaskB
 
 def tune_meta_learner(algorithm: str, model_name: str, spec, train_batch: TaskBatch, val_batch: TaskBatch, *,
                       inner_lr_grid, inner_steps_grid, adapt: str = "all", max_meta_steps: int, meta_batch_size: int,
-                      outer_lr: float, seed: int, device, deadline: float) -> Fitted:
+                      outer_lr: float, seed: int, device, max_grid_points: int | None = None) -> Fitted:
     """Grid over inner learning rate and steps (meta-steps by early stopping), by validation AUC.
 
-    Grid points run in order until ``deadline`` (a ``time.monotonic()`` value); the first always runs,
-    and the table says which points were tried.
+    The first ``max_grid_points`` points in grid order run (all when None); the table says which
+    were tried. A count, not a time budget, so the choice does not depend on the machine's load.
     """
+    if max_grid_points is not None and max_grid_points < 1:
+        raise ValueError(f"max_grid_points must be None or >= 1, got {max_grid_points!r}")
     rows, best, best_auc = [], None, -float("inf")
-    for lr, steps in itertools.product(inner_lr_grid, inner_steps_grid):
-        if best is not None and time.monotonic() > deadline:
+    for point, (lr, steps) in enumerate(itertools.product(inner_lr_grid, inner_steps_grid)):
+        if max_grid_points is not None and point >= max_grid_points:
             rows.append({"inner_lr": lr, "inner_steps": steps, "meta_steps": None, "val_auc": None,
                          "tried": False})
             continue

@@ -8,7 +8,7 @@ from tests.notebooks.own_logs import write_clickstream, write_purchase_panel, wr
 from tests.readme import glued, own_data_command, run_command, with_log
 
 # Small budgets: these runs check the chapter's logic on each shape, not its verdicts' power.
-SMALL = {"N_SEEDS": 2, "MAX_META_STEPS": 30, "TIME_BUDGET_S": 5, "N_BOOT": 500, "DEVICE": "cpu"}
+SMALL = {"N_SEEDS": 2, "MAX_META_STEPS": 30, "MAX_GRID_POINTS": 2, "N_BOOT": 500, "DEVICE": "cpu"}
 
 
 def run_chapter(tmp_path, data, yaml_parameters, **parameters) -> dict:

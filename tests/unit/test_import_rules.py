@@ -2,7 +2,7 @@
 
 Layers, bottom to top; imports only flow upwards:
 
-- ``batch``, ``runtime``: the ground, importing nothing of the package;
+- ``batch``, ``runtime``, ``numerics``: the ground, importing nothing of the package;
 - ``meta``, ``models``, ``data``: side by side, blind to each other;
 - ``eval``, then ``train``;
 - ``recipes``, ``book``: on top.
@@ -22,7 +22,7 @@ import pytest
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2] / "metarec_ref"
 
-GROUND = {"batch", "runtime"}
+GROUND = {"batch", "runtime", "numerics"}
 PEERS = {"meta", "models", "data"}
 TOP = {"recipes", "book"}
 ROOT = ""  # the layer of ``metarec_ref/__init__.py``: every import of the package runs it
@@ -31,6 +31,7 @@ ROOT = ""  # the layer of ``metarec_ref/__init__.py``: every import of the packa
 ALLOWED: dict[str, set[str]] = {
     "batch": set(),
     "runtime": set(),
+    "numerics": set(),
     ROOT: GROUND,
     "meta": {ROOT, *GROUND, "meta"},
     "models": {ROOT, *GROUND, "models"},

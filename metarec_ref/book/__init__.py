@@ -23,6 +23,7 @@ from metarec_ref.book.errors import (
 )
 from metarec_ref.book.figures import draw_maml_loops, draw_meta_gradient_graph, draw_tasks_timeline
 from metarec_ref.book.glue import (
+    below,
     glue,
     plain_value,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "copy_gradients",
     "fit_mse",
     "sketch_meta_gradient",
+    "below",
     "book_config",
     "DeepCopyPatch",
     "DEMO_ERRORS",

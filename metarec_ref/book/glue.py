@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -19,6 +21,18 @@ def plain_value(value):
     return value
 
 
+def below(value: float, bound: float) -> str:
+    """``"below 1e-12"`` when ``|value| < bound``, else the value to two significant digits.
+
+    For quantities at the level of rounding noise (a memorised loss, a gradient check's error):
+    their digits change with the CPU's vector width, so the book shows the bound, not the noise.
+    """
+    exponent = math.log10(bound) if bound > 0 else 0.5
+    if exponent != round(exponent):
+        raise ValueError(f"bound must be a power of ten such as 1e-12, got {bound!r}")
+    return f"below 1e{round(exponent)}" if abs(value) < bound else f"{value:.1e}"
+
+
 def glue(name: str, value, display: bool = False):
     """Glue a value for the book's prose (myst_nb) and tests; return it."""
     from myst_nb import glue as _glue
@@ -28,4 +42,4 @@ def glue(name: str, value, display: bool = False):
     return value
 
 
-__all__ = ["glue", "plain_value"]
+__all__ = ["below", "glue", "plain_value"]

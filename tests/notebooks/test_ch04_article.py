@@ -19,7 +19,8 @@ def test_article_chapter_small(tmp_path):
     assert values["copy_vs_second_order"] > 0.05
     assert values["shallow_param_change"] > 0
     # Bug 3: the support error vanishes while the held-out error stalls well above it.
-    assert values["memo_support_mse"] < values["memo_heldout_mse"] / 10
+    support = values["memo_support_mse"]  # shown as a bound once it is rounding noise
+    assert support == "below 1e-12" or float(support) < values["memo_heldout_mse"] / 10
     assert values["memo_heldout_mse"] < values["memo_heldout_start"]  # adapting helps at first
     assert abs(values["memo_heldout_mse"] - values["memo_heldout_at_20"]) < 0.1 * values["memo_heldout_at_20"]
     # Bug 4: the evaluation branch never reads the task, and adapting beats it (interval above 0).
@@ -30,9 +31,9 @@ def test_article_chapter_small(tmp_path):
     assert abs(values["shape_broadcast_corr"]) < 0.2
     assert values["shape_shaped_corr"] > 0.9
     # The fix: exact meta-gradient, first-order MAML visibly different, and it learns.
-    assert values["gradcheck_maml_rel_error"] < 1e-6
+    assert values["gradcheck_maml_rel_error"] == "below 1e-6"
     assert values["gradcheck_fomaml_rel_error"] > 1e-3
-    assert values["ex3_fixed_rel_error"] < 1e-6
+    assert values["ex3_fixed_rel_error"] == "below 1e-6"
     assert values["ex1_original_grads"] == 0 and values["ex1_copy_grads"] == 4
     assert values["fix_auc_trained"] > values["fix_auc_untrained"] + 0.1
     # The sketch's objective is never detectably better than the support/query split, and the

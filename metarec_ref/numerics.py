@@ -30,6 +30,8 @@ import platform
 import sys
 from pathlib import Path
 
+from numpy._core._multiarray_umath import __cpu_baseline__
+
 MODE_ENV = "METAREC_NUMERICS"  # "pinned" (default) or "native"
 PINNED_THREADS = 1
 KERNEL_NAME = "python3"
@@ -49,8 +51,6 @@ _UNSET_WHEN_PINNED = ("NPY_DISABLE_CPU_FEATURES", "MKL_ENABLE_INSTRUCTIONS")
 
 def numpy_baseline_features() -> str:
     """numpy's compile-time baseline, e.g. ``"X86_V2"``: the features every machine it runs on has."""
-    from numpy._core._multiarray_umath import __cpu_baseline__
-
     return " ".join(__cpu_baseline__)
 
 

@@ -131,7 +131,8 @@ def main() -> None:
             pop = recent.method.scores
             # Training tasks depend on the seed only (every config shares n_query, n_neg and the
             # support cuts), so seed 0's batch is built once and reused across configs.
-            batch0 = item_item_training_batch(build, task_events, k, enc, history, base, seed=0)
+            batch0 = item_item_training_batch(build(task_events, k, base.n_query, n_neg=base.n_neg, history=history,
+                                                    seed=0), enc, base)
             val_s = with_item_item_features(val, base)
             # Choose the algorithm on validation customers (seed 0 only), then train every seed.
             choice = {}
@@ -143,8 +144,8 @@ def main() -> None:
             test_s = with_item_item_features(test, base)
             meta_values = []
             for seed in range(args.seeds):
-                batch = batch0 if seed == 0 else item_item_training_batch(build, task_events, k, enc, history, base,
-                                                                           seed=seed)
+                batch = batch0 if seed == 0 else item_item_training_batch(
+                    build(task_events, k, base.n_query, n_neg=base.n_neg, history=history, seed=seed), enc, base)
                 learner = train_meta(best, seed, batch, sims, pop, item_category, val, base)
                 n_train = batch.num_tasks  # as before: the last seed's training tasks
                 meta_values.append(per_task(learner, test_s, 16))

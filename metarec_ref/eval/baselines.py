@@ -30,16 +30,11 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from metarec_ref.batch import Features, TaskBatch, map_features
-from metarec_ref.meta.functional import (
-    FastWeights,
-    LossFn,
-    ParamFilter,
-    adapt_tasks,
-    expand_to_tasks,
-    masked_bce_loss,
-    select_params,
-)
+from metarec_ref.meta.fast_weights import FastWeights, ParamFilter, select_params
+from metarec_ref.meta.functional import inner_loop
+from metarec_ref.meta.losses import LossFn, masked_bce_loss
 from metarec_ref.meta.maml import score_fast_weights
+from metarec_ref.meta.tracing import BatchedTaskLoss
 from metarec_ref.runtime import progress_disabled
 
 
@@ -158,7 +153,7 @@ class FineTune:
     """Per-task fine-tuning of a trained model on its support set, functional and batched.
 
     ``steps`` plain SGD steps of size ``lr`` on the parameters picked by ``adapt``, with the very
-    inner loop MAML uses (:func:`metarec_ref.meta.functional.adapt_tasks`), so the same budget means
+    inner loop MAML uses (:func:`metarec_ref.meta.functional.inner_loop`), so the same budget means
     the same computation; only the starting point differs. The module is never modified.
     """
 
@@ -192,16 +187,14 @@ class FineTune:
 
     def adapt(self, batch: TaskBatch) -> FastWeights:
         """Detached per-task fast weights (leading task dim) after ``steps`` SGD steps on each support."""
-        adapted, frozen = select_params(self.model, self.adapt_filter)
-        adapted = {k: p.detach() for k, p in adapted.items()}
+        start = FastWeights.of(self.model, self.adapt_filter, detach=True).expand(batch.num_tasks)
         if self.steps == 0:
-            return FastWeights(expand_to_tasks(adapted, batch.num_tasks), frozen)
+            return start
+        task_losses = BatchedTaskLoss(self.model, self.loss_fn)
         with torch.enable_grad():  # the inner loop needs gradients even under no_grad
-            fast, _ = adapt_tasks(
-                self.model, adapted, frozen, batch.support_x, batch.support_y, batch.support_mask,
-                self.loss_fn, self.steps, self.lr, create_graph=False,
-            )
-        return FastWeights({k: v.detach() for k, v in fast.items()}, frozen)
+            fast, _ = inner_loop(lambda state: task_losses(state, batch.support_x, batch.support_y, batch.support_mask),
+                                 start, self.steps, self.lr, create_graph=False)
+        return fast.detach()
 
     def score(self, state: FastWeights, x: Features) -> Tensor:
         return score_fast_weights(self.model, state, x).detach()

@@ -9,22 +9,24 @@ from metarec_ref.recipes.cold_start import (
     ColdStartResult,
     run_cold_start,
 )
+from metarec_ref.recipes.item_item import (
+    ItemItemConfig,
+    ItemItemInputs,
+    item_item_training_batch,
+    meta_train_item_item,
+    train_item_item_global,
+    with_item_item_features,
+    with_support_items,
+)
 from metarec_ref.recipes.online_retail import (
     CLEANING_STEPS,
     ClassicalBaselines,
     ClassicalGrid,
-    ItemItemConfig,
-    ItemItemInputs,
-    item_item_training_batch,
     load_online_retail_with_report,
-    meta_train_item_item,
     online_retail_cleaning,
     ranking_table,
     session_eval_tasks,
     stack_seeds,
-    train_item_item_global,
-    with_item_item_features,
-    with_support_items,
 )
 from metarec_ref.recipes.own_log import (
     OwnLogConfig,

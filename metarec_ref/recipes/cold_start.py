@@ -56,10 +56,10 @@ class ColdStartConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.algorithm not in ALGORITHMS or self.algorithm in ("protonet", "matchingnet"):
+        gradient_based = [name for name, entry in ALGORITHMS.items() if entry.inner_loop]
+        if self.algorithm not in gradient_based:
             raise ValueError(
-                f"algorithm={self.algorithm!r}: run_cold_start supports the gradient-based learners "
-                "'maml', 'fomaml', 'metasgd' and 'reptile'"
+                f"algorithm={self.algorithm!r}: run_cold_start supports the gradient-based learners {gradient_based}"
             )
         if not 0 < self.cut_quantile < 1:
             raise ValueError(f"cut_quantile must be in (0, 1), got {self.cut_quantile}")
@@ -110,7 +110,7 @@ def run_cold_start(
     choice = tune_fine_tuning(global_model, val_batch, steps_grid=range(1, config.inner_steps + 1),
                               lr_grid=(0.01, 0.1, 0.3))
     methods = {
-        config.algorithm.upper() if config.algorithm != "metasgd" else "Meta-SGD": learner,
+        ALGORITHMS[config.algorithm].label: learner,
         "fine-tune": FineTune(global_model, choice.steps, choice.lr),
         "global": GlobalModel(global_model),
         "popularity": Popularity.fit(train_batch, spec.n_items),

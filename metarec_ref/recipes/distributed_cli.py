@@ -28,7 +28,7 @@ import torch.distributed as dist
 from metarec_ref.batch import FeatureSpec, TaskBatch
 from metarec_ref.data.synthetic import SyntheticConfig, generate
 from metarec_ref.data.task_files import load_tasks
-from metarec_ref.meta.learners import build_learner
+from metarec_ref.meta.learners import algorithm, build_learner
 from metarec_ref.meta.maml import InnerLoopConfig
 from metarec_ref.models.recommenders import EventEncoder, build_model
 from metarec_ref.recipes.pipeline import build_cold_start_tasks
@@ -124,8 +124,8 @@ def run(cfg: DistributedRunConfig, ctx: DistributedContext | None = None) -> dic
     prepare_s = time.perf_counter() - start
 
     inner = InnerLoopConfig(cfg.inner_steps, cfg.inner_lr, cfg.first_order, cfg.adapt)
-    metric_based = cfg.algorithm in ("protonet", "matchingnet")
-    model = EventEncoder(spec) if metric_based else build_model(cfg.model, spec)
+    # Learners without an inner loop (ProtoNet, MatchingNet) embed events instead of scoring them.
+    model = build_model(cfg.model, spec) if algorithm(cfg.algorithm).inner_loop else EventEncoder(spec)
     learner = build_learner(cfg.algorithm, model, inner).to(ctx.device)
     config = MetaTrainConfig(meta_batch_size=cfg.meta_batch_size, outer_lr=cfg.outer_lr, meta_steps=cfg.meta_steps,
                              eval_every=cfg.eval_every, patience=None, restore_best=False, seed=cfg.seed)

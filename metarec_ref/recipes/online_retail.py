@@ -52,15 +52,6 @@ from metarec_ref.eval.ease import EASE
 from metarec_ref.eval.evaluate import EvalTasks
 from metarec_ref.eval.metrics import bootstrap_ci
 from metarec_ref.eval.paired import compare_to_best
-from metarec_ref.meta.functional import masked_bce_loss
-from metarec_ref.meta.maml import MAML, MetaSGD
-from metarec_ref.models.item_item import (
-    ItemItemScorer,
-    expand_support_items,
-    sampled_softmax_loss,
-    support_item_codes,
-)
-from metarec_ref.train.meta_trainer import MetaTrainConfig, MetaTrainer
 
 CLEANING_STEPS = ("raw rows", "cancellations", "no customer id", "quantity <= 0", "non-product codes",
                   "exact duplicates")
@@ -160,116 +151,6 @@ class ClassicalBaselines:
             "ease": tune_hyperparameter(self.ease.__getitem__, list(self.ease), val, metric),
             "recent": tune_hyperparameter(self.recent.__getitem__, list(self.recent), val, metric),
         }
-
-
-@dataclass
-class ItemItemConfig:
-    """The item-item scorer and its training (inner loop, outer loop, task sizes)."""
-
-    algorithm: str = "maml"  # or "metasgd"
-    loss: str = "bce"  # or "softmax" (sampled softmax over the task's negatives)
-    hidden: int = 16
-    inner_steps: int = 1
-    inner_lr: float = 0.1
-    meta_steps: int = 300
-    meta_batch_size: int = 32
-    outer_lr: float = 3e-3
-    eval_every: int = 25
-    patience: int = 2  # evaluations without a better validation AUC before stopping
-    n_neg: int = 4  # sampled negatives per positive in training tasks
-    n_query: int = 10
-    max_support_items: int = 30  # support items the features read
-    max_support_events: int = 40  # support events (with negatives) the inner loop adapts on
-
-    def __post_init__(self) -> None:
-        if self.algorithm not in ("maml", "metasgd"):
-            raise ValueError(f"algorithm must be 'maml' or 'metasgd', got {self.algorithm!r}")
-        if self.loss not in ("bce", "softmax"):
-            raise ValueError(f"loss must be 'bce' or 'softmax', got {self.loss!r}")
-
-
-@dataclass
-class ItemItemInputs:
-    """Fixed inputs of the scorer: similarity for meta-training (fitted without the training
-    tasks' users), similarity for evaluation (all training events), popularity, item categories."""
-
-    sim_train: Tensor
-    sim_eval: Tensor
-    popularity: Tensor
-    item_category: Tensor = field(repr=False)
-
-
-def with_support_items(tasks: TaskBatch | EvalTasks, max_items: int | None = None,
-                       max_support_events: int | None = None) -> TaskBatch | EvalTasks:
-    """A copy of a TaskBatch / EvalTasks whose feature dicts also hold ``support_items``
-    ``(tasks, n, K)``: the task's positive support items (at most ``max_items``).
-
-    ``max_support_events`` then keeps only the first support events (negatives included) for the
-    inner loop, so a task with a huge first basket stays cheap to adapt; the support items are
-    taken from the whole support set before that cut.
-    """
-    batch = tasks.batch if isinstance(tasks, EvalTasks) else tasks
-    codes = support_item_codes(batch, max_items)
-    cut = slice(None, max_support_events)
-    support_x = {k: v[:, cut] for k, v in batch.support_x.items()}
-    out = TaskBatch(
-        expand_support_items(support_x, codes), batch.support_y[:, cut], batch.support_mask[:, cut],
-        expand_support_items(batch.query_x, codes), batch.query_y, batch.query_mask, batch.task_ids,
-    )
-    if isinstance(tasks, EvalTasks):
-        cand = None if tasks.candidates_x is None else expand_support_items(tasks.candidates_x, codes)
-        return EvalTasks(out, cand, tasks.candidates, tasks.relevant)
-    return out
-
-
-def with_item_item_features(tasks, config: ItemItemConfig):
-    """Tasks (TaskBatch or EvalTasks) with the support items the scorer reads."""
-    return with_support_items(tasks, config.max_support_items, config.max_support_events)
-
-
-def item_item_training_batch(build: Callable[..., Tasks], task_events: pd.DataFrame, k: int, encoders: Encoders,
-                             history: pd.DataFrame, config: ItemItemConfig, seed: int = 0,
-                             device: torch.device | str = "cpu") -> TaskBatch:
-    """Meta-training tasks (``config.n_neg`` negatives per positive) with the scorer's features."""
-    tasks = build(task_events, k, config.n_query, n_neg=config.n_neg, history=history, seed=seed)
-    if tasks.num_tasks == 0:
-        raise ValueError(f"no meta-training task has {k} support events; lower k or give more training users")
-    return with_item_item_features(to_task_batch(tasks, encoders, device), config)
-
-
-def _scorer(inputs: ItemItemInputs, train_batch: TaskBatch, config: ItemItemConfig) -> ItemItemScorer:
-    """A fresh scorer on the training batch's device, standardised on its support sets."""
-    model = ItemItemScorer(inputs.sim_train.shape[-1], inputs.sim_train, inputs.popularity,
-                           inputs.item_category, hidden=config.hidden).to(train_batch.device)
-    model.fit_feature_scaling(train_batch.support_x, train_batch.support_mask)
-    return model
-
-
-def meta_train_item_item(inputs: ItemItemInputs, train_batch: TaskBatch, val_tasks: EvalTasks | TaskBatch,
-                         config: ItemItemConfig, seed: int = 0) -> nn.Module:
-    """MAML / Meta-SGD on the scorer's head, early-stopped on validation AUC; ready to evaluate."""
-    torch.manual_seed(seed)
-    model = _scorer(inputs, train_batch, config)
-    cls = MAML if config.algorithm == "maml" else MetaSGD
-    loss_fn = sampled_softmax_loss if config.loss == "softmax" else masked_bce_loss
-    learner = cls(model, loss_fn=loss_fn, inner_steps=config.inner_steps, inner_lr=config.inner_lr, adapt="head")
-    outer = MetaTrainConfig(meta_batch_size=config.meta_batch_size, outer_lr=config.outer_lr,
-                            meta_steps=config.meta_steps, eval_every=config.eval_every,
-                            patience=config.patience, monitor="val_auc", seed=seed)
-    val_batch = val_tasks.batch if isinstance(val_tasks, EvalTasks) else val_tasks
-    MetaTrainer(learner, train_batch, with_item_item_features(val_batch, config), outer, disable=True).fit()
-    model.set_similarity(inputs.sim_eval)
-    return learner
-
-
-def train_item_item_global(inputs: ItemItemInputs, train_batch: TaskBatch, config: ItemItemConfig,
-                           seed: int = 0, epochs: int = 2) -> ItemItemScorer:
-    """The same scorer trained on the pooled events of the training tasks (no per-task adaptation)."""
-    torch.manual_seed(seed)
-    model = _scorer(inputs, train_batch, config)
-    train_supervised(model, *pool_events(train_batch), SupervisedConfig(epochs=epochs, seed=seed), disable=True)
-    model.set_similarity(inputs.sim_eval)
-    return model
 
 
 def stack_seeds(per_seed: Sequence[Mapping[str, Tensor]]) -> dict[str, Tensor]:

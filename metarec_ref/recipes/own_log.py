@@ -32,7 +32,7 @@ from metarec_ref.eval.baselines import FineTune, GlobalModel
 from metarec_ref.eval.evaluate import EvalTasks, per_task_metrics
 from metarec_ref.eval.metrics import bootstrap_ci
 from metarec_ref.eval.paired import holm_adjust, paired_bootstrap, verdict
-from metarec_ref.recipes.online_retail import item_item_training_batch
+from metarec_ref.recipes.item_item import item_item_training_batch
 from metarec_ref.recipes.own_log_methods import (
     LEARNER_NAMES,
     fit_classical,
@@ -287,9 +287,9 @@ def run_own_log(events: pd.DataFrame, config: OwnLogConfig | None = None,
                 n_query=config.n_query, meta_steps=config.max_meta_steps, seed=config.seed)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
-                ii_train = item_item_training_batch(
-                    PROTOCOL_BUILDERS[choice.name], task_events, config.k_support, encoders, events,
-                    item_item.config, config.seed, device)
+                ii_tasks = PROTOCOL_BUILDERS[choice.name](task_events, config.k_support, item_item.config.n_query,
+                                                          n_neg=item_item.config.n_neg, history=events, seed=config.seed)
+                ii_train = item_item_training_batch(ii_tasks, encoders, item_item.config, device)
             if ii_train.num_tasks > config.max_train_tasks:
                 keep = np.sort(np.random.default_rng(config.seed).choice(ii_train.num_tasks, config.max_train_tasks,
                                                                          replace=False))

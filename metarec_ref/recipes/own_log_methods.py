@@ -38,7 +38,7 @@ from metarec_ref.eval.evaluate import EvalTasks
 from metarec_ref.meta.learners import build_learner
 from metarec_ref.meta.maml import InnerLoopConfig
 from metarec_ref.models.recommenders import build_model
-from metarec_ref.recipes.online_retail import (
+from metarec_ref.recipes.item_item import (
     ItemItemConfig,
     ItemItemInputs,
     meta_train_item_item,

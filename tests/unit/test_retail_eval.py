@@ -111,7 +111,8 @@ def test_item_item_learners_train_and_switch_to_the_evaluation_similarity(shop):
     sim_eval = ItemKNN.similarity(cooccurrence(shop["split"].train, enc), 10.0)
     inputs = ItemItemInputs(sim_train, sim_eval, torch.zeros(enc.spec.n_items), torch.as_tensor(enc.item_category))
     config = ItemItemConfig(algorithm="metasgd", meta_steps=20, eval_every=10, n_query=5, max_support_items=10)
-    train = item_item_training_batch(build_basket_tasks, shop["task_events"], 3, enc, shop["history"], config)
+    tasks = build_basket_tasks(shop["task_events"], 3, config.n_query, n_neg=config.n_neg, history=shop["history"])
+    train = item_item_training_batch(tasks, enc, config)
     assert train.num_tasks > 50 and train.support_x["support_items"].shape[-1] <= 10
     learner = meta_train_item_item(inputs, train, shop["val"], config, seed=0)
     assert isinstance(learner, MetaSGD)

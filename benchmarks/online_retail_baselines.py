@@ -25,13 +25,14 @@ from dataclasses import replace
 import pandas as pd
 import torch
 
+from metarec_ref.data import NegativeSampling
 from metarec_ref.data import (
     Encoders,
     build_basket_tasks,
     build_next_session_tasks,
     build_user_tasks,
     generate,
-    holdout_users,
+    split_users,
     load_online_retail,
     temporal_cold_start_split,
     validate_events,
@@ -107,7 +108,7 @@ def main() -> None:
 
     classical = ClassicalBaselines.fit(split.train, enc, GRID)
     # The scorer's training similarity comes from users outside its training tasks (no leakage).
-    fit_events, task_events = holdout_users(split.train, 0.3, seed=0)
+    fit_events, task_events = split_users(split.train, (0.3,), seed=0)
     gram_fit = cooccurrence(fit_events, enc)
     item_category = torch.as_tensor(enc.item_category)
     base = replace(BASE, meta_steps=args.meta_steps)
@@ -131,8 +132,8 @@ def main() -> None:
             pop = recent.method.scores
             # Training tasks depend on the seed only (every config shares n_query, n_neg and the
             # support cuts), so seed 0's batch is built once and reused across configs.
-            batch0 = item_item_training_batch(build(task_events, k, base.n_query, n_neg=base.n_neg, history=history,
-                                                    seed=0), enc, base)
+            sampling = NegativeSampling(base.n_neg, history=history)
+            batch0 = item_item_training_batch(build(task_events, k, base.n_query, negatives=sampling, seed=0), enc, base)
             val_s = with_item_item_features(val, base)
             # Choose the algorithm on validation customers (seed 0 only), then train every seed.
             choice = {}
@@ -145,7 +146,7 @@ def main() -> None:
             meta_values = []
             for seed in range(args.seeds):
                 batch = batch0 if seed == 0 else item_item_training_batch(
-                    build(task_events, k, base.n_query, n_neg=base.n_neg, history=history, seed=seed), enc, base)
+                    build(task_events, k, base.n_query, negatives=sampling, seed=seed), enc, base)
                 learner = train_meta(best, seed, batch, sims, pop, item_category, val, base)
                 n_train = batch.num_tasks  # as before: the last seed's training tasks
                 meta_values.append(per_task(learner, test_s, 16))

@@ -146,18 +146,13 @@ def _epoch_timestamps(col: pd.Series, timestamp_unit: str | None) -> pd.Series:
             f"column 'timestamp' read with timestamp_unit={timestamp_unit!r} gives dates out of range "
             f"(e.g. {example!r} -> {str(err).split(': ')[-1]}); {_unit_advice(col, timestamp_unit)}"
         ) from None
-    lo, hi = (pd.Timestamp(f"{y}-01-01") for y in PLAUSIBLE_YEARS)
-    outside = (parsed < lo) | (parsed >= hi)
+    outside = _outside_years(parsed)
     if not outside.any():
         return parsed
     likely = likely_timestamp_unit(col)
-    span = (f"timestamp_unit={timestamp_unit!r} gives dates from {parsed.min():%Y-%m-%d} to "
-            f"{parsed.max():%Y-%m-%d}")
+    span = f"timestamp_unit={timestamp_unit!r} gives {_date_span(parsed)}"
     if outside.all() and likely not in (None, timestamp_unit):
-        raise ValueError(
-            f"column 'timestamp' read with {span}, outside {PLAUSIBLE_YEARS[0]}-{PLAUSIBLE_YEARS[1]}; "
-            f"{_unit_advice(col, timestamp_unit)}"
-        )
+        raise ValueError(_implausible(f"read with {span}", _unit_advice(col, timestamp_unit)))
     # No other unit does better: relative times (seconds from 0) or a few placeholders.
     warnings.warn(
         f"{int(outside.sum())} of {len(col)} timestamps fall outside {PLAUSIBLE_YEARS[0]}-"
@@ -167,6 +162,20 @@ def _epoch_timestamps(col: pd.Series, timestamp_unit: str | None) -> pd.Series:
         stacklevel=4,
     )
     return parsed
+
+
+def _outside_years(parsed: pd.Series) -> pd.Series:
+    lo, hi = (pd.Timestamp(f"{y}-01-01") for y in PLAUSIBLE_YEARS)
+    return (parsed < lo) | (parsed >= hi)
+
+
+def _date_span(parsed: pd.Series) -> str:
+    return f"dates from {parsed.min():%Y-%m-%d} to {parsed.max():%Y-%m-%d}"
+
+
+def _implausible(how: str, fix: str) -> str:
+    """The one message for dates outside the plausible years, however the column was written."""
+    return f"column 'timestamp' {how}, outside {PLAUSIBLE_YEARS[0]}-{PLAUSIBLE_YEARS[1]}; {fix}"
 
 
 def _parse_timestamps(col: pd.Series, timestamp_unit: str | None) -> pd.Series:
@@ -196,7 +205,15 @@ def _parse_timestamps(col: pd.Series, timestamp_unit: str | None) -> pd.Series:
             f"column 'timestamp' has {int(bad.sum())} unparseable values, e.g. {example!r}; "
             f"use ISO dates like '2011-12-01 08:26' or pass timestamp_unit for epoch numbers"
         )
-    return parsed.dt.tz_localize(None).astype("datetime64[ns]")
+    parsed = parsed.dt.tz_localize(None)
+    outside = _outside_years(parsed)  # before nanoseconds, which end in 1677 and 2262
+    if outside.any():
+        example = col[outside.to_numpy()].iloc[0]
+        raise ValueError(_implausible(
+            f"gives {_date_span(parsed)}",
+            f"{int(outside.sum())} of {len(col)} dates lie outside (e.g. {example!r}); fix or drop those rows "
+            "(a placeholder date such as 1900-01-01?)"))
+    return parsed.astype("datetime64[ns]")
 
 
 def require_columns(events: pd.DataFrame, names: Sequence[str], what: str) -> None:

@@ -35,7 +35,7 @@ from metarec_ref.meta.functional import inner_loop
 from metarec_ref.meta.losses import LossFn, masked_bce_loss
 from metarec_ref.meta.maml import score_fast_weights
 from metarec_ref.meta.tracing import BatchedTaskLoss
-from metarec_ref.runtime import progress_disabled
+from metarec_ref.runtime import progress_disabled, warn_if_on_grid_edge
 
 
 def pool_events(batch: TaskBatch, include_query: bool = True) -> tuple[Features, Tensor]:
@@ -220,11 +220,16 @@ class ScratchPerTask(FineTune):
 
 @dataclass
 class FineTuneChoice:
-    """Result of :func:`tune_fine_tuning`: the best grid point and the whole grid."""
+    """Result of :func:`tune_fine_tuning`: the best grid point, the whole grid, and the tuned method."""
 
     steps: int
     lr: float
     table: pd.DataFrame
+    method: FineTune
+
+    @property
+    def chosen(self) -> dict:
+        return {"steps": self.steps, "lr": self.lr}
 
 
 def tune_fine_tuning(
@@ -232,12 +237,17 @@ def tune_fine_tuning(
     val_batch: TaskBatch,
     steps_grid: Sequence[int] = (1, 3, 5),
     lr_grid: Sequence[float] = (0.001, 0.01, 0.1),
+    *,
     adapt: ParamFilter = "all",
     loss_fn: LossFn = masked_bce_loss,
+    warn_on_edge: str | None = None,
 ) -> FineTuneChoice:
     """Pick fine-tuning steps and learning rate by mean query loss on validation tasks.
 
     Keep ``max(steps_grid)`` at MAML's inner steps to give both the same adaptation budget.
+    ``warn_on_edge``: a name for a :class:`~metarec_ref.runtime.GridEdgeWarning` when a chosen value
+    sits on an edge of its grid (0 steps, no fine-tuning, is a natural bound, not an edge; with 0
+    steps the learning rate is unused).
     """
     rows = []
     for steps, lr in itertools.product(steps_grid, lr_grid):
@@ -247,7 +257,12 @@ def tune_fine_tuning(
         rows.append({"steps": steps, "lr": lr, "val_loss": float(loss)})
     table = pd.DataFrame(rows)
     best = table.loc[table["val_loss"].idxmin()]
-    return FineTuneChoice(steps=int(best["steps"]), lr=float(best["lr"]), table=table)
+    steps, lr = int(best["steps"]), float(best["lr"])
+    if warn_on_edge is not None:
+        warn_if_on_grid_edge(f"{warn_on_edge} steps", steps_grid, steps, natural_bounds=(0, None))
+        if steps > 0:
+            warn_if_on_grid_edge(f"{warn_on_edge} learning rate", lr_grid, lr)
+    return FineTuneChoice(steps, lr, table, FineTune(model, steps=steps, lr=lr, adapt=adapt, loss_fn=loss_fn))
 
 
 class UserMean:

@@ -25,19 +25,19 @@ from dataclasses import replace
 import pandas as pd
 import torch
 
-from metarec_ref.data import NegativeSampling
 from metarec_ref.data import (
     Encoders,
+    NegativeSampling,
     build_basket_tasks,
     build_next_session_tasks,
     build_user_tasks,
     generate,
-    split_users,
     load_online_retail,
+    split_users,
     temporal_cold_start_split,
     validate_events,
 )
-from metarec_ref.eval import EASE, ItemKNN, cooccurrence, paired_bootstrap, per_task_metrics
+from metarec_ref.eval import EASE, EvalTasks, ItemKNN, cooccurrence, paired_bootstrap, per_task_metrics
 from metarec_ref.recipes import (
     ClassicalBaselines,
     ClassicalGrid,
@@ -46,12 +46,18 @@ from metarec_ref.recipes import (
     item_item_training_batch,
     meta_train_item_item,
     ranking_table,
-    session_eval_tasks,
     stack_seeds,
     with_item_item_features,
 )
 
 METRIC = "ndcg@10"
+
+
+def ranking_tasks(tasks, encoders, available):
+    """Full ranking over the available items; None when no user qualifies."""
+    return EvalTasks.from_tasks(tasks, encoders, candidates=available) if tasks.num_tasks else None
+
+
 N_QUERY = 10
 # Differs from ClassicalGrid's default: this benchmark also tries EASE lambda 5000.
 GRID = ClassicalGrid(shrinkage=(0.0, 5.0, 20.0, 100.0), ease_lambda=(50.0, 200.0, 1000.0, 5000.0),
@@ -116,8 +122,8 @@ def main() -> None:
     rows, coverage, summary = [], [], {}
     for name, build in definitions.items():
         for k in ks:
-            val = session_eval_tasks(build, split.valid, k, N_QUERY, enc, available, history)
-            test = session_eval_tasks(build, split.test, k, N_QUERY, enc, available, history)
+            val, test = (ranking_tasks(build(part, k, N_QUERY, negatives=NegativeSampling(1, history=history)),
+                                       enc, available) for part in (split.valid, split.test))
             coverage.append({"definition": name, "K": k, "valid_users": 0 if val is None else val.batch.num_tasks,
                              "test_users": 0 if test is None else test.batch.num_tasks})
             if val is None or test is None:

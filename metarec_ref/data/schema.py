@@ -2,8 +2,9 @@
 
 Every loader and the synthetic generator produce the same *event log*, a DataFrame with
 
-- required ``user_id``, ``item_id`` (any hashable ids, kept as given) and ``timestamp``
-  (``datetime64[ns]``, timezone-naive UTC);
+- required ``user_id``, ``item_id`` (any hashable ids, kept as given; :func:`~metarec_ref.data.loaders.load_events`
+  reads them from a file as text) and ``timestamp`` (``datetime64[ns]``, timezone-naive UTC, within
+  :data:`PLAUSIBLE_YEARS` for dates written as text or epoch numbers);
 - optional ``label`` (0/1), ``rating``, ``event`` (e.g. view / cart / purchase), ``quantity``,
   ``price``, ``scenario`` (a shopping context: country, channel, campaign), ``session_id``
   (e.g. an invoice), ``category``, and any number of extra user / item feature columns.

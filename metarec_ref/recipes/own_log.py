@@ -191,9 +191,24 @@ def run_own_log(events: pd.DataFrame, config: OwnLogConfig | None = None,
                 choice: ProtocolChoice | None = None, progress=None) -> OwnLogResult:
     """Profile, protocol, baselines, learners and verdicts on a validated log (see the module doc).
 
-    profile, choice: already computed by the caller (a chapter shows them first); else computed
-    here from ``config``. progress: optional callable ``progress(stage: str)`` told when each
-    stage starts.
+    Args:
+        events: a validated log (:func:`~metarec_ref.data.loaders.load_events` or
+            :func:`~metarec_ref.data.schema.validate_events`).
+        config: every choice of the comparison (:class:`OwnLogConfig`): task sizes, protocol,
+            negatives, model, learners and their grids, baselines' grids, seeds; None: its defaults.
+        device: where models train and score.
+        profile: the log's profile when the caller already has it (a chapter shows it first);
+            None: computed here.
+        choice: the protocol when the caller already chose it with ``config``'s task sizes; None:
+            :func:`~metarec_ref.data.protocols.choose_protocol` with ``config``.
+        progress: optional callable ``progress(stage: str)`` told when each stage starts.
+
+    Returns:
+        :class:`OwnLogResult`: the profile, the protocol and its evidence, and, when the evidence is
+        enough, the results table (mean, 95% CI and seed spread per method and metric), the verdicts
+        of each learner against the best baseline (Holm-corrected), the values tuned on validation
+        users, the grids whose chosen value sits on an edge, and what was skipped and why. With too
+        little evidence, ``enough`` is False and ``stop_reason`` says which filter stopped it.
     """
     config = config or OwnLogConfig()
     say = progress or (lambda stage: None)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from metarec_ref.book import notebooks_missing_data
+from metarec_ref.book.build import notebooks_missing_data
 from metarec_ref.data import fetch_online_retail, find_online_retail
 from metarec_ref.data.fetch import (
     CACHE_DIR_ENV,

@@ -21,14 +21,11 @@ from metarec_ref.data import (
 )
 from metarec_ref.eval import EvalTasks, ItemKNN, RecentPopularity, cooccurrence, per_task_metrics
 from metarec_ref.meta import MAML
-from metarec_ref.models import (
+from metarec_ref.models import ItemItemScorer, item_item, mix_hard_negatives, sampled_softmax_loss
+from metarec_ref.models.item_item import (
     FEATURE_NAMES,
     SUPPORT_ITEMS,
-    ItemItemScorer,
     expand_support_items,
-    item_item,
-    mix_hard_negatives,
-    sampled_softmax_loss,
     support_item_codes,
 )
 from metarec_ref.recipes.item_item import with_support_items

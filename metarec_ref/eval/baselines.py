@@ -31,9 +31,9 @@ from tqdm.auto import tqdm
 
 from metarec_ref.batch import Features, TaskBatch, map_features
 from metarec_ref.meta.fast_weights import FastWeights, ParamFilter, select_params
+from metarec_ref.meta.forward import score_fast_weights
 from metarec_ref.meta.functional import inner_loop
 from metarec_ref.meta.losses import LossFn, masked_bce_loss
-from metarec_ref.meta.maml import score_fast_weights
 from metarec_ref.meta.tracing import BatchedTaskLoss
 from metarec_ref.runtime import progress_disabled, warn_if_on_grid_edge
 

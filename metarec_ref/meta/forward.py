@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
+from torch.func import functional_call, vmap
 from torch.nn import functional as F
 
 from metarec_ref.batch import Features
@@ -174,6 +174,22 @@ def run_model(model: nn.Module, state: FastWeights, x: Features, complete: bool 
         return functional_call(model, params, (x,))
 
 
+def score_fast_weights(model: nn.Module, state: FastWeights, x: Features) -> Tensor:
+    """Run ``model`` on each task's inputs with that task's fast weights (``vmap``)."""
+    leaves = x.values() if isinstance(x, dict) else [x]
+    for leaf in leaves:
+        if leaf.dim() < 2 or leaf.shape[0] != state.num_tasks:
+            raise ValueError(
+                f"x has a leaf of shape {tuple(leaf.shape)} but the state holds {state.num_tasks} "
+                "tasks; give x leaves of shape (tasks, n, ...) in the order of the adapted batch"
+            )
+
+    def one_task(adapted: dict[str, Tensor], rows: dict[str, Tensor], xt: Features) -> Tensor:
+        return run_model(model, FastWeights(adapted, state.frozen, rows), xt, complete=False)
+
+    return vmap(one_task, randomness="different")(state.local, state.rows, x)
+
+
 def record_lookups(model: nn.Module, params: Mapping[str, Tensor], names: list[str], x: Features) -> dict[str, Tensor]:
     """The ids ``(n,)`` each embedding table in ``names`` reads when ``model`` runs on ``x`` with ``params``."""
     routing = _Routing()
@@ -192,4 +208,5 @@ __all__ = [
     "module_maps",
     "record_lookups",
     "run_model",
+    "score_fast_weights",
 ]

@@ -42,11 +42,10 @@ from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
-from torch.func import vmap
 
 from metarec_ref.batch import Features, TaskBatch, map_features
 from metarec_ref.meta.fast_weights import FastWeights, InnerLR, ParamFilter, gather_rows, mean_table_change, select_params
-from metarec_ref.meta.forward import run_model
+from metarec_ref.meta.forward import score_fast_weights
 from metarec_ref.meta.functional import (
     batch_dtype_mismatch,
     check_inner_loop_args,
@@ -64,7 +63,11 @@ from metarec_ref.meta.tracing import BatchedTaskLoss, task_loss
 
 @dataclass(frozen=True)
 class InnerLoopConfig:
-    """How tasks adapt: steps, learning rate, order, which parameters, batched or looped."""
+    """How tasks adapt: steps, learning rate, order, which parameters, batched or looped.
+
+    One config serves every gradient-based learner: Reptile reads it first order whatever
+    ``first_order`` says. ``adapt``: "all", "head", "dense" or a predicate on parameter names.
+    """
 
     inner_steps: int = 1
     inner_lr: float = 0.01
@@ -250,22 +253,6 @@ class MAML(nn.Module):
         return fast, torch.stack(step_losses, dim=1), torch.stack(query_losses) if query else None
 
 
-def score_fast_weights(model: nn.Module, state: FastWeights, x: Features) -> Tensor:
-    """Run ``model`` on each task's inputs with that task's fast weights (``vmap``)."""
-    leaves = x.values() if isinstance(x, dict) else [x]
-    for leaf in leaves:
-        if leaf.dim() < 2 or leaf.shape[0] != state.num_tasks:
-            raise ValueError(
-                f"x has a leaf of shape {tuple(leaf.shape)} but the state holds {state.num_tasks} "
-                "tasks; give x leaves of shape (tasks, n, ...) in the order of the adapted batch"
-            )
-
-    def one_task(adapted: dict[str, Tensor], rows: dict[str, Tensor], xt: Features) -> Tensor:
-        return run_model(model, FastWeights(adapted, state.frozen, rows), xt, complete=False)
-
-    return vmap(one_task, randomness="different")(state.local, state.rows, x)
-
-
 def _lr_key(name: str) -> str:
     # Parameter names may not contain dots inside a ParameterDict.
     return name.replace(".", "__")
@@ -401,4 +388,4 @@ class Reptile(MAML):
         return float(loss)
 
 
-__all__ = ["MAML", "InnerLoopConfig", "MetaSGD", "Reptile", "score_fast_weights"]
+__all__ = ["MAML", "InnerLoopConfig", "MetaSGD", "Reptile"]

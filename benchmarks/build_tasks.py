@@ -12,8 +12,8 @@ import argparse
 import json
 import time
 
-from metarec_ref.data import SyntheticConfig, generate
-from metarec_ref.recipes import build_cold_start_tasks
+from metarec_ref.data import NegativeSampling, SyntheticConfig, generate
+from metarec_ref.recipes import ColdStartCut, build_cold_start_tasks
 from metarec_ref.runtime import peak_rss_mb
 
 CELLS = ("new_user_existing_item", "new_user_new_item")
@@ -43,9 +43,9 @@ def main() -> None:
         clock = now
 
     # Same user, item and second twice is possible; validation drops (and reports) such rows.
-    tasks = build_cold_start_tasks(log.events, k_support=args.k_support, n_query=args.n_query, n_neg=args.n_neg,
-                                   cut_quantile=0.8, cells=CELLS, available_items_only=True, validate=True,
-                                   on_stage=lap)
+    negatives = NegativeSampling(args.n_neg) if args.n_neg else None
+    cut = ColdStartCut(args.k_support, args.n_query, negatives, cut_quantile=0.8, cells=CELLS, available_items_only=True)
+    tasks = build_cold_start_tasks(log.events, cut, validate=True, on_stage=lap)
     seconds = sum(stages.values())
     test_tasks = sum(by_k[args.k_support].batch.num_tasks for by_k in tasks.test.values())
     test_positives = sum(int(by_k[args.k_support].relevant.sum()) for by_k in tasks.test.values())

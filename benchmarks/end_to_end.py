@@ -31,7 +31,7 @@ from metarec_ref.data import SyntheticConfig, generate, save_tasks
 from metarec_ref.eval import evaluate
 from metarec_ref.meta import InnerLoopConfig, build_learner
 from metarec_ref.models import build_model
-from metarec_ref.recipes import build_cold_start_tasks
+from metarec_ref.recipes import ColdStartCut, build_cold_start_tasks
 from metarec_ref.recipes.distributed_cli import DistributedRunConfig
 from metarec_ref.runtime import peak_rss_mb
 from metarec_ref.train import free_port
@@ -133,9 +133,9 @@ def main() -> None:
     lap("generate")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # a few duplicate rows are dropped
-        tasks = build_cold_start_tasks(log.events, k_support=args.k_support, n_query=args.n_query, n_neg=1,
-                                       cut_quantile=0.8, cells=CELLS, available_items_only=True, validate=True,
-                                       seed=args.seed, on_stage=lap)
+        cut = ColdStartCut(args.k_support, args.n_query, cut_quantile=0.8, cells=CELLS, available_items_only=True,
+                           seed=args.seed)
+        tasks = build_cold_start_tasks(log.events, cut, validate=True, on_stage=lap)
     del log
     tasks_path = os.path.join(workdir, "tasks.pt")
     save_tasks(tasks_path, tasks.spec, tasks.train, tasks.val)

@@ -27,16 +27,17 @@ import torch
 
 from metarec_ref.data import (
     Encoders,
+    NegativeSampling,
     build_basket_tasks,
     build_next_session_tasks,
     build_user_tasks,
     generate,
-    holdout_users,
     load_online_retail,
+    split_users,
     temporal_cold_start_split,
     validate_events,
 )
-from metarec_ref.eval import EASE, ItemKNN, cooccurrence, paired_bootstrap, per_task_metrics
+from metarec_ref.eval import EASE, EvalTasks, ItemKNN, cooccurrence, paired_bootstrap, per_task_metrics
 from metarec_ref.recipes import (
     ClassicalBaselines,
     ClassicalGrid,
@@ -45,12 +46,18 @@ from metarec_ref.recipes import (
     item_item_training_batch,
     meta_train_item_item,
     ranking_table,
-    session_eval_tasks,
     stack_seeds,
     with_item_item_features,
 )
 
 METRIC = "ndcg@10"
+
+
+def ranking_tasks(tasks, encoders, available):
+    """Full ranking over the available items; None when no user qualifies."""
+    return EvalTasks.from_tasks(tasks, encoders, candidates=available) if tasks.num_tasks else None
+
+
 N_QUERY = 10
 # Differs from ClassicalGrid's default: this benchmark also tries EASE lambda 5000.
 GRID = ClassicalGrid(shrinkage=(0.0, 5.0, 20.0, 100.0), ease_lambda=(50.0, 200.0, 1000.0, 5000.0),
@@ -107,7 +114,7 @@ def main() -> None:
 
     classical = ClassicalBaselines.fit(split.train, enc, GRID)
     # The scorer's training similarity comes from users outside its training tasks (no leakage).
-    fit_events, task_events = holdout_users(split.train, 0.3, seed=0)
+    fit_events, task_events = split_users(split.train, (0.3,), seed=0)
     gram_fit = cooccurrence(fit_events, enc)
     item_category = torch.as_tensor(enc.item_category)
     base = replace(BASE, meta_steps=args.meta_steps)
@@ -115,8 +122,8 @@ def main() -> None:
     rows, coverage, summary = [], [], {}
     for name, build in definitions.items():
         for k in ks:
-            val = session_eval_tasks(build, split.valid, k, N_QUERY, enc, available, history)
-            test = session_eval_tasks(build, split.test, k, N_QUERY, enc, available, history)
+            val, test = (ranking_tasks(build(part, k, N_QUERY, negatives=NegativeSampling(1, history=history)),
+                                       enc, available) for part in (split.valid, split.test))
             coverage.append({"definition": name, "K": k, "valid_users": 0 if val is None else val.batch.num_tasks,
                              "test_users": 0 if test is None else test.batch.num_tasks})
             if val is None or test is None:
@@ -131,7 +138,8 @@ def main() -> None:
             pop = recent.method.scores
             # Training tasks depend on the seed only (every config shares n_query, n_neg and the
             # support cuts), so seed 0's batch is built once and reused across configs.
-            batch0 = item_item_training_batch(build, task_events, k, enc, history, base, seed=0)
+            sampling = NegativeSampling(base.n_neg, history=history)
+            batch0 = item_item_training_batch(build(task_events, k, base.n_query, negatives=sampling, seed=0), enc, base)
             val_s = with_item_item_features(val, base)
             # Choose the algorithm on validation customers (seed 0 only), then train every seed.
             choice = {}
@@ -143,8 +151,8 @@ def main() -> None:
             test_s = with_item_item_features(test, base)
             meta_values = []
             for seed in range(args.seeds):
-                batch = batch0 if seed == 0 else item_item_training_batch(build, task_events, k, enc, history, base,
-                                                                           seed=seed)
+                batch = batch0 if seed == 0 else item_item_training_batch(
+                    build(task_events, k, base.n_query, negatives=sampling, seed=seed), enc, base)
                 learner = train_meta(best, seed, batch, sims, pop, item_category, val, base)
                 n_train = batch.num_tasks  # as before: the last seed's training tasks
                 meta_values.append(per_task(learner, test_s, 16))

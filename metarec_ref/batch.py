@@ -14,6 +14,28 @@ UNKNOWN = 0  # reserved code for unseen ids and padding, in every vocabulary
 Features = Union[Tensor, dict[str, Tensor]]
 
 
+class PredictionShapeError(ValueError):
+    """A prediction's shape differs from its labels' (a loss would broadcast them silently)."""
+
+
+def check_prediction_shape(pred: Tensor, y: Tensor, mask: Tensor | None = None) -> None:
+    """ValueError unless a prediction, its labels (and mask) share one shape.
+
+    A loss would broadcast a ``(k, 1)`` output against ``(k,)`` labels into a ``(k, k)`` table and
+    return a wrong number without a word; the message names both shapes and the fix.
+    """
+    if pred.shape == y.shape and (mask is None or mask.shape == y.shape):
+        return
+    if pred.shape != y.shape:
+        fix = ("squeeze the last dimension: end the model with nn.Flatten(-2) or return out.squeeze(-1)"
+               if pred.shape[:-1] == y.shape and pred.shape[-1:] == (1,)
+               else "make the model return one score per event, shaped like the labels")
+        raise PredictionShapeError(f"the prediction has shape {tuple(pred.shape)} but the labels have shape {tuple(y.shape)}; "
+                         f"a loss would broadcast them into a wrong value: {fix}")
+    raise PredictionShapeError(f"the mask has shape {tuple(mask.shape)} but the labels have shape {tuple(y.shape)}; "
+                     "give one mask entry per event (True = real, False = padding)")
+
+
 def map_features(x: Features, fn) -> Features:
     """Apply ``fn`` to a tensor or to every tensor of a feature dict."""
     if isinstance(x, dict):
@@ -117,4 +139,4 @@ class TaskBatch:
         return self.num_tasks
 
 
-__all__ = ["UNKNOWN", "Features", "FeatureSpec", "TaskBatch", "map_features"]
+__all__ = ["UNKNOWN", "Features", "FeatureSpec", "PredictionShapeError", "TaskBatch", "check_prediction_shape", "map_features"]

@@ -5,13 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from metarec_ref.data import (
-    CACHE_DIR_ENV,
-    DATA_DIR_ENV,
-    DATA_URL_ENV,
-    ONLINE_RETAIL_CHECKSUM,
-    find_online_retail,
-)
+from metarec_ref.data import find_online_retail
+from metarec_ref.data.fetch import CACHE_DIR_ENV, DATA_DIR_ENV, DATA_URL_ENV, ONLINE_RETAIL_CHECKSUM
 from tests.readme import (
     NO_PROXY,
     glued,

@@ -13,27 +13,17 @@ from metarec_ref.book.article_sketch import (
     sketch_meta_gradient,
     snapshot,
 )
-from metarec_ref.book.build import (
-    book_config,
-    notebooks_missing_data,
-)
-from metarec_ref.book.errors import (
-    DEMO_ERRORS,
-    show_error,
-)
+from metarec_ref.book.build import book_config
+from metarec_ref.book.errors import show_error
 from metarec_ref.book.figures import draw_maml_loops, draw_meta_gradient_graph, draw_tasks_timeline
-from metarec_ref.book.glue import (
-    below,
-    glue,
-    plain_value,
-)
+from metarec_ref.book.glue import below, glue
 from metarec_ref.book.plotting import (
     plot_history,
     plot_metric_vs_inner_steps,
     plot_metric_vs_k,
 )
 from metarec_ref.book.split_figure import plot_temporal_split
-from metarec_ref.book.sparse_figure import plot_row_gather  # noqa: F401 - public, see sparse_figure
+from metarec_ref.book.sparse_figure import plot_row_gather
 
 __all__ = [
     "article_outer_step",
@@ -45,18 +35,16 @@ __all__ = [
     "below",
     "book_config",
     "DeepCopyPatch",
-    "DEMO_ERRORS",
     "draw_maml_loops",
     "draw_meta_gradient_graph",
     "draw_tasks_timeline",
     "glue",
     "max_change",
-    "notebooks_missing_data",
     "parameter_grads",
-    "plain_value",
     "plot_history",
     "plot_metric_vs_inner_steps",
     "plot_metric_vs_k",
+    "plot_row_gather",
     "plot_temporal_split",
     "ShallowCopyPatch",
     "show_error",

@@ -1,229 +1,103 @@
-"""Event logs to tasks: schema and validation, encoders, loaders, fetching Online Retail, synthetic shops, splits, tasks, negatives, task files, sessions, log statistics, log profiles, protocols."""
+"""Event logs to tasks: schema and validation, encoders, loaders, fetching Online Retail, synthetic shops, splits,
+protocols, tasks and negatives, sessions, task files, log statistics and profiles.
 
-from metarec_ref.data.encoders import (
-    Encoders,
-    ItemCatalog,
-)
-from metarec_ref.data.fetch import (
-    cache_dir,
-    CACHE_DIR_ENV,
-    cached_online_retail,
-    canonical_online_retail,
-    convert_online_retail,
-    DATA_DIR_ENV,
-    DATA_URL_ENV,
-    fetch_online_retail,
-    find_online_retail,
-    ONLINE_RETAIL_CHECKSUM,
-    ONLINE_RETAIL_ROWS,
-    online_retail_url,
-    table_checksum,
-    verify_online_retail,
-)
-from metarec_ref.data.loaders import (
-    clean_online_retail,
-    load_amazon_reviews,
-    load_events,
-    load_movielens,
-    load_online_retail,
-    load_retailrocket,
-    load_taobao,
-    NON_PRODUCT_CODES,
-    product_noun,
-    RETAILROCKET_EVENT_MAP,
-    TAOBAO_EVENT_MAP,
-)
-from metarec_ref.data.log_profile import (
-    LogProfile,
-    new_users_after_cuts,
-    profile_log,
-)
+This face holds what a chapter, a benchmark or a reader uses; the modules hold the rest
+(``data.schema``: validation's helpers; ``data.fetch``: the Online Retail cache; ``data.evidence``:
+the counts behind a protocol's choice).
+"""
+
+from metarec_ref.data.encoders import Encoders
+from metarec_ref.data.evidence import EvidenceNeeds
+from metarec_ref.data.fetch import fetch_online_retail, find_online_retail
+from metarec_ref.data.loaders import load_events, load_online_retail
+from metarec_ref.data.log_profile import profile_log
 from metarec_ref.data.logstats import (
-    check_event_log,
     activity_summary,
     arrivals,
     events_per_user,
     popularity_curve,
     top_share,
 )
-from metarec_ref.data.negatives import (
-    insert_negatives,
-    sample_negatives,
-)
-from metarec_ref.data.protocol_parts import (
-    check_protocol,
-    held_out_user_split,
-    PROTOCOL_BUILDERS,
-    protocol_parts,
-    ProtocolParts,
-    PROTOCOLS,
-    SESSION_PROTOCOLS,
-    SPLIT_PARTS,
-)
+from metarec_ref.data.negatives import NegativeSampling
 from metarec_ref.data.protocols import (
-    AUTO_ORDER,
+    PROTOCOLS,
+    ProtocolSplit,
     choose_protocol,
-    Evidence,
-    EVIDENCE_FILTERS,
-    evidence_report,
-    ProtocolChoice,
+    protocol_parts,
 )
-from metarec_ref.data.reading import (
-    detect_separator,
-    read_table,
-    SEPARATOR_NAMES,
-    TEXT_SEPARATORS,
-)
-from metarec_ref.data.schema import (
-    require_columns,
-    likely_timestamp_unit,
-    numeric_column,
-    OPTIONAL_COLUMNS,
-    PLAUSIBLE_YEARS,
-    REQUIRED_COLUMNS,
-    TIMESTAMP_UNITS,
-    validate_events,
-)
+from metarec_ref.data.reading import read_table
+from metarec_ref.data.schema import validate_events
 from metarec_ref.data.sessions import (
     build_basket_tasks,
     build_next_session_tasks,
-    build_session_tasks,
-    DEFINITIONS,
-    ranking_targets_with_repeats,
-    session_task_coverage,
 )
 from metarec_ref.data.splits import (
-    CELLS,
     ColdStartSplit,
-    holdout_users,
+    split_users,
     temporal_cold_start_split,
 )
 from metarec_ref.data.synthetic import (
-    generate,
-    make_world,
     SyntheticConfig,
-    SyntheticLog,
-    SyntheticWorld,
+    generate,
 )
 from metarec_ref.data.task_files import (
     load_tasks,
     save_tasks,
-    TASK_FILE_FORMAT,
 )
 from metarec_ref.data.tasks import (
-    add_time_window,
+    Tasks,
     build_item_tasks,
     build_scenario_tasks,
     build_tasks,
     build_user_tasks,
     build_window_tasks,
     ranking_targets,
-    RankingTargets,
-    Tasks,
     to_task_batch,
 )
 from metarec_ref.data.toy import (
-    preference_tasks,
-    segment_centres,
     ToyConfig,
     ToyOracle,
+    preference_tasks,
 )
 
 __all__ = [
+    "PROTOCOLS",
+    "ColdStartSplit",
+    "Encoders",
+    "EvidenceNeeds",
+    "NegativeSampling",
+    "ProtocolSplit",
+    "SyntheticConfig",
+    "Tasks",
+    "ToyConfig",
+    "ToyOracle",
     "activity_summary",
-    "add_time_window",
     "arrivals",
-    "AUTO_ORDER",
     "build_basket_tasks",
     "build_item_tasks",
     "build_next_session_tasks",
     "build_scenario_tasks",
-    "build_session_tasks",
     "build_tasks",
     "build_user_tasks",
     "build_window_tasks",
-    "cache_dir",
-    "CACHE_DIR_ENV",
-    "cached_online_retail",
-    "canonical_online_retail",
-    "CELLS",
-    "check_event_log",
-    "check_protocol",
     "choose_protocol",
-    "clean_online_retail",
-    "ColdStartSplit",
-    "convert_online_retail",
-    "DATA_DIR_ENV",
-    "DATA_URL_ENV",
-    "DEFINITIONS",
-    "detect_separator",
-    "Encoders",
     "events_per_user",
-    "Evidence",
-    "EVIDENCE_FILTERS",
-    "evidence_report",
     "fetch_online_retail",
     "find_online_retail",
     "generate",
-    "held_out_user_split",
-    "holdout_users",
-    "insert_negatives",
-    "ItemCatalog",
-    "likely_timestamp_unit",
-    "load_amazon_reviews",
     "load_events",
-    "load_movielens",
     "load_online_retail",
-    "load_retailrocket",
-    "load_taobao",
     "load_tasks",
-    "LogProfile",
-    "make_world",
-    "new_users_after_cuts",
-    "NON_PRODUCT_CODES",
-    "numeric_column",
-    "ONLINE_RETAIL_CHECKSUM",
-    "ONLINE_RETAIL_ROWS",
-    "online_retail_url",
-    "OPTIONAL_COLUMNS",
-    "PLAUSIBLE_YEARS",
     "popularity_curve",
     "preference_tasks",
-    "product_noun",
     "profile_log",
-    "PROTOCOL_BUILDERS",
     "protocol_parts",
-    "ProtocolChoice",
-    "ProtocolParts",
-    "PROTOCOLS",
     "ranking_targets",
-    "ranking_targets_with_repeats",
-    "RankingTargets",
     "read_table",
-    "require_columns",
-    "REQUIRED_COLUMNS",
-    "RETAILROCKET_EVENT_MAP",
-    "sample_negatives",
     "save_tasks",
-    "segment_centres",
-    "SEPARATOR_NAMES",
-    "SESSION_PROTOCOLS",
-    "session_task_coverage",
-    "SPLIT_PARTS",
-    "SyntheticConfig",
-    "SyntheticLog",
-    "SyntheticWorld",
-    "table_checksum",
-    "TAOBAO_EVENT_MAP",
-    "TASK_FILE_FORMAT",
-    "Tasks",
+    "split_users",
     "temporal_cold_start_split",
-    "TEXT_SEPARATORS",
-    "TIMESTAMP_UNITS",
     "to_task_batch",
     "top_share",
-    "ToyConfig",
-    "ToyOracle",
     "validate_events",
-    "verify_online_retail",
 ]

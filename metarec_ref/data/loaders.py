@@ -38,6 +38,8 @@ from metarec_ref.data.schema import validate_events
 NON_PRODUCT_CODES = frozenset({"POST", "DOT", "M", "m", "C2", "D", "S", "B", "PADS", "CRUK",
                                "BANK CHARGES", "AMAZONFEE"})
 RETAILROCKET_EVENT_MAP = {"view": 0.0, "addtocart": 1.0, "transaction": 1.0}
+ID_COLUMNS = ("user_id", "item_id", "session_id")  # read as the file wrote them (text)
+ONLINE_RETAIL_RULES = ("cancellations", "no customer id", "quantity <= 0", "non-product codes")
 TAOBAO_EVENT_MAP = {"pv": 0.0, "fav": 1.0, "cart": 1.0, "buy": 1.0}
 _VALIDATE_OPTIONS = frozenset(inspect.signature(validate_events).parameters) - {"events", "columns"}
 # Words that describe a product's look rather than what it is; product_noun skips them.
@@ -54,24 +56,32 @@ def load_events(path: str | os.PathLike, columns: Mapping[str, str] | None = Non
                 read_kwargs: Mapping[str, Any] | None = None, **validate_kwargs) -> pd.DataFrame:
     """Read a log file, rename with ``columns`` and validate it (see :func:`validate_events`).
 
-    path: CSV / TSV / other delimited text, JSON lines, Parquet or Excel; text may be compressed
-        (``.csv.gz``, ``.tsv.gz``, ``.jsonl.gz``, ``.bz2``, ``.xz``). See :func:`read_table`.
-    columns: your column names -> schema names, e.g. ``{"CustomerID": "user_id"}``.
-    sep: separator of delimited text; by default comma, tab or semicolon is detected from the
-        first lines. Pass it when detection guesses wrong, e.g. ``sep="|"``.
-    encoding: text encoding; UTF-8 by default (UTF-16 with a byte-order mark is recognised).
-        A file that is not UTF-8 is reported; pass e.g. ``encoding="latin-1"`` or ``"cp1252"``.
-    read_kwargs: further options for the pandas reader, e.g. ``{"decimal": ","}``.
-    validate_kwargs: go to :func:`validate_events`, e.g. ``event_map``, ``timestamp_unit``
-        (``"s"`` / ``"ms"`` for epoch numbers; implausible dates name the likely unit),
-        ``drop_nonpositive_quantity`` (drop returns with a warning instead of failing), ``k_support``.
+    Args:
+        path: CSV / TSV / other delimited text, JSON lines, Parquet or Excel; text may be compressed
+            (``.csv.gz``, ``.tsv.gz``, ``.jsonl.gz``, ``.bz2``, ``.xz``). See :func:`read_table`.
+        columns: your column names -> schema names, e.g. ``{"CustomerID": "user_id"}``.
+        sep: separator of delimited text; by default comma, tab or semicolon is detected from the
+            first lines. Pass it when detection guesses wrong, e.g. ``sep="|"``.
+        encoding: text encoding; UTF-8 by default (UTF-16 with a byte-order mark is recognised).
+            A file that is not UTF-8 is reported; pass e.g. ``encoding="latin-1"`` or ``"cp1252"``.
+        read_kwargs: further options for the pandas reader, e.g. ``{"decimal": ","}``.
+        **validate_kwargs: go to :func:`validate_events`, e.g. ``event_map``, ``timestamp_unit``
+            (``"s"`` / ``"ms"`` for epoch numbers; implausible dates name the likely unit),
+            ``drop_nonpositive_quantity`` (drop returns with a warning instead of failing), ``k_support``.
 
-    Every problem is a ``ValueError`` (``FileNotFoundError`` / ``IsADirectoryError`` for a wrong
-    path) whose message starts with the file's name and says the fix: an empty or header-only file,
-    text that is not UTF-8, a broken JSON line (its number), a CSV line with too many fields,
-    a repeated header name, a binary file, and every validation error (missing or misnamed
-    columns, with a hint when the separator looks wrong; missing ids; inf values; timestamps
-    out of 1980-2100 for the given unit; non-positive quantities; ...).
+    Returns:
+        The validated event log, sorted by time. The id columns (``user_id``, ``item_id``,
+        ``session_id``) are text exactly as the file wrote them: ``007``, ``07`` and ``7`` are three
+        users, ``1`` and ``1.0`` two items.
+
+    Raises:
+        ValueError: every problem (``FileNotFoundError`` / ``IsADirectoryError`` for a wrong path),
+            with a message that starts with the file's name and says the fix: an empty or
+            header-only file, text that is not UTF-8, a broken JSON line (its number), a CSV line
+            with too many fields, a repeated header name, a binary file, and every validation error
+            (missing or misnamed columns, with a hint when the separator looks wrong; missing ids;
+            inf values; dates outside 1980-2100, whether written as epoch numbers or ISO text;
+            non-positive quantities; ...).
     """
     unknown = sorted(set(validate_kwargs) - _VALIDATE_OPTIONS)
     if unknown:
@@ -80,7 +90,8 @@ def load_events(path: str | os.PathLike, columns: Mapping[str, str] | None = Non
             f"and options for the pandas reader go in read_kwargs={{...}}"
         )
     path = Path(path)
-    raw = read_table(path, sep=sep, encoding=encoding, **dict(read_kwargs or {}))
+    raw = read_table(path, sep=sep, encoding=encoding, text_columns=_id_columns_in_file(columns),
+                     **dict(read_kwargs or {}))
     if len(raw) == 0:
         raise ValueError(
             f"{path.name} has a header {list(raw.columns)} but no rows; export the log with its rows"
@@ -89,6 +100,12 @@ def load_events(path: str | os.PathLike, columns: Mapping[str, str] | None = Non
         return validate_events(raw, columns, **validate_kwargs)
     except ValueError as err:
         raise ValueError(f"{path.name}: {err}") from None
+
+
+def _id_columns_in_file(columns: Mapping[str, str] | None) -> list[str]:
+    """The file's names of the id columns (user, item, session), read as text."""
+    source = {schema: mine for mine, schema in (columns or {}).items()} if isinstance(columns, Mapping) else {}
+    return [source.get(name, name) for name in ID_COLUMNS]
 
 
 def product_noun(description: pd.Series) -> pd.Series:
@@ -104,9 +121,14 @@ def product_noun(description: pd.Series) -> pd.Series:
     return text.map(nouns).astype(object)
 
 
-def clean_online_retail(raw: pd.DataFrame, *, drop_non_products: bool = True,
-                        **validate_kwargs) -> pd.DataFrame:
-    """Raw Online Retail rows (original columns) -> a validated event log."""
+def online_retail_rules(raw: pd.DataFrame, drop_non_products: bool = True) -> dict[str, np.ndarray]:
+    """The Online Retail cleaning rules, in the order they apply: name -> the raw rows it drops (bool).
+
+    ``cancellations`` (``InvoiceNo`` starting with ``C``), ``no customer id``, ``quantity <= 0``
+    and ``non-product codes`` (:data:`NON_PRODUCT_CODES`; none when ``drop_non_products`` is
+    False). :func:`clean_online_retail` keeps the rows no rule drops; the cleaning report of the
+    Online Retail recipe counts them rule by rule. Exact duplicate rows are dropped by validation.
+    """
     missing = [c for c in ONLINE_RETAIL_COLUMNS if c not in raw.columns]
     if missing:
         raise ValueError(
@@ -115,13 +137,21 @@ def clean_online_retail(raw: pd.DataFrame, *, drop_non_products: bool = True,
         )
     invoice = raw["InvoiceNo"].astype(str).str.strip()
     stock = raw["StockCode"].astype(str).str.strip()
-    keep = (
-        ~invoice.str.upper().str.startswith("C")
-        & raw["CustomerID"].notna()
-        & (pd.to_numeric(raw["Quantity"], errors="coerce") > 0)
+    drops = (
+        invoice.str.upper().str.startswith("C").to_numpy(dtype=bool),
+        raw["CustomerID"].isna().to_numpy(),
+        ~(pd.to_numeric(raw["Quantity"], errors="coerce") > 0).to_numpy(),
+        stock.isin(NON_PRODUCT_CODES).to_numpy() & drop_non_products,
     )
-    if drop_non_products:
-        keep &= ~stock.isin(NON_PRODUCT_CODES)
+    return dict(zip(ONLINE_RETAIL_RULES, drops))
+
+
+def clean_online_retail(raw: pd.DataFrame, *, drop_non_products: bool = True,
+                        **validate_kwargs) -> pd.DataFrame:
+    """Raw Online Retail rows (original columns) -> a validated event log, after :func:`online_retail_rules`."""
+    keep = ~np.logical_or.reduce(list(online_retail_rules(raw, drop_non_products).values()))
+    invoice = raw["InvoiceNo"].astype(str).str.strip()
+    stock = raw["StockCode"].astype(str).str.strip()
     df = raw[keep]
     # Missing descriptions: NaN in the original, the string "nan" in the Parquet conversion.
     description = df["Description"].fillna("").astype(str).str.strip()
@@ -143,15 +173,17 @@ def clean_online_retail(raw: pd.DataFrame, *, drop_non_products: bool = True,
     return validate_events(events, **validate_kwargs)
 
 
+def read_online_retail(path: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The raw Online Retail rows (original columns) from ``path``, ``$METAREC_DATA_DIR`` or the cache."""
+    file = find_online_retail(path)
+    read_kwargs = {"dtype": {"InvoiceNo": str, "StockCode": str}} if file.suffix.lower() == ".csv" else {}
+    return read_table(file, **read_kwargs)
+
+
 def load_online_retail(path: str | os.PathLike | None = None, *, drop_non_products: bool = True,
                        **validate_kwargs) -> pd.DataFrame:
     """Load and clean UCI Online Retail from ``path``, ``$METAREC_DATA_DIR`` or the cache."""
-    file = find_online_retail(path)
-    read_kwargs = {}
-    if file.suffix.lower() == ".csv":
-        read_kwargs = {"dtype": {"InvoiceNo": str, "StockCode": str}}
-    return clean_online_retail(read_table(file, **read_kwargs),
-                               drop_non_products=drop_non_products, **validate_kwargs)
+    return clean_online_retail(read_online_retail(path), drop_non_products=drop_non_products, **validate_kwargs)
 
 
 def _expect(raw: pd.DataFrame, names, source: str) -> None:
@@ -218,6 +250,7 @@ def load_movielens(path: str | os.PathLike, **validate_kwargs) -> pd.DataFrame:
 __all__ = [
     "DATA_DIR_ENV",
     "NON_PRODUCT_CODES",
+    "ONLINE_RETAIL_RULES",
     "RETAILROCKET_EVENT_MAP",
     "TAOBAO_EVENT_MAP",
     "clean_online_retail",
@@ -228,6 +261,8 @@ __all__ = [
     "load_online_retail",
     "load_retailrocket",
     "load_taobao",
+    "online_retail_rules",
     "product_noun",
+    "read_online_retail",
     "read_table",  # defined in metarec_ref.data.reading; kept importable from here
 ]

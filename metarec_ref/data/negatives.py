@@ -1,13 +1,16 @@
 """Negative sampling for implicit feedback: items (or users) the other side had not interacted with.
 
-``sample_negatives`` draws ``n_neg`` negatives per positive, uniform or popularity-weighted, and
-rejects values seen before the positive's time (``exclude="past"``) or ever (``exclude="all"``).
-``insert_negatives`` places them right after their positives inside task tables.
+:class:`NegativeSampling` says how: ``n_neg`` negatives per positive, uniform or popularity-weighted,
+rejecting values seen before the positive's time (``exclude="past"``) or ever (``exclude="all"``),
+against a ``history`` of events. Every task builder takes one (``negatives=NegativeSampling(...)``).
+``sample_negatives`` draws them; ``insert_negatives`` places them right after their positives inside
+task tables.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -16,33 +19,56 @@ from metarec_ref.data.schema import require_columns
 
 # Columns describing the context of an event; a negative copies them from its positive.
 CONTEXT_COLUMNS = ("user_id", "item_id", "timestamp", "scenario", "session_id", "window")
+STRATEGIES = ("uniform", "popularity")
+EXCLUDES = ("past", "all")
+
+
+@dataclass(frozen=True)
+class NegativeSampling:
+    """How negatives are drawn: ``n_neg`` per positive, by ``strategy``, skipping what ``exclude`` says.
+
+    strategy: ``"uniform"`` over the values of the history, or ``"popularity"`` (weights = their
+    counts in the history; pass a training-period history to avoid peeking at future popularity).
+    exclude: a sampled value is rejected when the fixed side (the user; the item for item tasks)
+    interacted with it in the history at or before the positive's time (``"past"``) or ever (``"all"``).
+    history: the events negatives are drawn against; None: the events the tasks are cut from.
+    """
+
+    n_neg: int = 1
+    strategy: str = "uniform"
+    exclude: str = "past"
+    history: pd.DataFrame | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.n_neg, bool) or not isinstance(self.n_neg, (int, np.integer)) or self.n_neg < 1:
+            raise ValueError(f"n_neg must be an int >= 1, got {self.n_neg!r}; for no negatives pass negatives=None")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {list(STRATEGIES)}, got {self.strategy!r}")
+        if self.exclude not in EXCLUDES:
+            raise ValueError(f"exclude must be one of {list(EXCLUDES)}, got {self.exclude!r}")
+
+    def against(self, events: pd.DataFrame) -> NegativeSampling:
+        """This sampling with ``events`` as the history when it has none."""
+        return self if self.history is not None else replace(self, history=events)
 
 
 def sample_negatives(
     positives: pd.DataFrame,
-    history: pd.DataFrame,
-    n_neg: int = 1,
+    sampling: NegativeSampling,
     *,
-    strategy: str = "uniform",
-    exclude: str = "past",
     column: str = "item_id",
     pool: Sequence | None = None,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """``n_neg`` negative rows per positive: ``column`` resampled, context copied, ``y`` = 0.
+    """``sampling.n_neg`` negative rows per positive: ``column`` resampled, context copied, ``y`` = 0.
 
-    A sampled value is rejected when the fixed side (the user, or the item when
-    ``column="user_id"``) interacted with it in ``history`` at or before the positive's time
-    (``exclude="past"``) or at any time (``exclude="all"``). ``strategy`` is ``"uniform"`` over
-    ``pool`` (default: values in ``history``) or ``"popularity"`` (weights = counts in
-    ``history``; pass a training-period history to avoid peeking at future popularity).
+    ``sampling.history`` is required here. ``column``: ``"item_id"`` (resample items for a user)
+    or ``"user_id"`` (resample users for an item). ``pool``: the values to draw from (default:
+    those in the history).
     """
-    if n_neg < 1:
-        raise ValueError(f"n_neg must be >= 1, got {n_neg}")
-    if strategy not in ("uniform", "popularity"):
-        raise ValueError(f"strategy must be 'uniform' or 'popularity', got {strategy!r}")
-    if exclude not in ("past", "all"):
-        raise ValueError(f"exclude must be 'past' or 'all', got {exclude!r}")
+    if sampling.history is None:
+        raise ValueError("sample_negatives needs a history: pass NegativeSampling(..., history=events)")
+    history, n_neg, strategy, exclude = sampling.history, sampling.n_neg, sampling.strategy, sampling.exclude
     if column not in ("item_id", "user_id"):
         raise ValueError(f"column must be 'item_id' or 'user_id', got {column!r}")
     fixed = "user_id" if column == "item_id" else "item_id"
@@ -100,24 +126,14 @@ def sample_negatives(
     return negatives
 
 
-def insert_negatives(
-    rows: pd.DataFrame,
-    history: pd.DataFrame,
-    n_neg: int,
-    *,
-    strategy: str,
-    exclude: str,
-    column: str,
-    seed: int,
-) -> pd.DataFrame:
-    """``rows`` with ``n_neg`` sampled negatives after each positive (``y == 1``) row.
+def insert_negatives(rows: pd.DataFrame, sampling: NegativeSampling, *, column: str, seed: int) -> pd.DataFrame:
+    """``rows`` with ``sampling.n_neg`` sampled negatives after each positive (``y == 1``) row.
 
     Each negative sits right after its positive: same time, same task, same part of the task.
     """
     positives = rows[rows["y"] == 1.0]
-    neg = sample_negatives(positives, history, n_neg, strategy=strategy, exclude=exclude,
-                           column=column, seed=seed)
-    neg["_after"] = np.repeat(positives.index.to_numpy(), n_neg)
+    neg = sample_negatives(positives, sampling, column=column, seed=seed)
+    neg["_after"] = np.repeat(positives.index.to_numpy(), sampling.n_neg)
     rows = rows.assign(_after=rows.index.to_numpy())
     out = pd.concat([rows, neg], ignore_index=True)
     out["_neg"] = out["is_negative"].astype(np.int8)
@@ -126,6 +142,7 @@ def insert_negatives(
 
 
 __all__ = [
+    "NegativeSampling",
     "insert_negatives",
     "sample_negatives",
 ]

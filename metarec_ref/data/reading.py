@@ -10,6 +10,9 @@
 Text is read as UTF-8 (a byte-order mark is fine, UTF-16 with a byte-order mark is recognised);
 anything else needs ``encoding``, e.g. ``'latin-1'``. Empty files, folders, broken JSON lines,
 ragged CSV rows, repeated header names and binary files are reported with the file's name.
+
+``text_columns`` (ids) are read as the file wrote them: ``007`` stays ``"007"`` and ``1`` and ``1.0``
+stay two values, in delimited text and JSON alike; Parquet and Excel give their stored values as text.
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ import json
 import lzma
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 TEXT_SEPARATORS = (",", "\t", ";")
@@ -45,13 +50,36 @@ _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
 def read_table(path: Path | str | os.PathLike, *, sep: str | None = None, encoding: str | None = None,
-               **kwargs) -> pd.DataFrame:
+               text_columns: Sequence[str] = (), **kwargs) -> pd.DataFrame:
     """Read a raw table by its extension (and, for text, its content); ``kwargs`` go to pandas.
 
     sep: the separator of CSV-like text; detected from the first lines when not given.
     encoding: the text encoding; UTF-8 (or UTF-16 with a byte-order mark) when not given.
+    text_columns: columns read as text, exactly as written (ids: leading zeros kept, ``1`` and
+        ``1.0`` distinct); a name the file lacks is ignored; a ``dtype`` in ``kwargs`` wins.
     """
-    path = Path(path)
+    asked = kwargs.get("dtype")
+    if asked is not None and not isinstance(asked, dict):
+        text_columns = ()  # one dtype for every column, as the caller says
+    text_columns = [name for name in text_columns if name not in (asked or {})]
+    table = _read_any(Path(path), sep, encoding, text_columns, kwargs)
+    for name in text_columns:
+        if name in table.columns:
+            table[name] = _as_text(table[name])
+    return table
+
+
+def _as_text(col: pd.Series) -> pd.Series:
+    """Values as text (pandas' string dtype, as delimited text reads them), missing values kept missing."""
+    if pd.api.types.is_string_dtype(col) and not pd.api.types.is_object_dtype(col):
+        return col
+    if not all(v is None or isinstance(v, (str, int, float, np.generic)) for v in col):
+        return col  # a list or an object is no id: validation says so
+    return col.map(lambda v: v if v is None or (isinstance(v, float) and v != v) else str(v)).astype("str")
+
+
+def _read_any(path: Path, sep: str | None, encoding: str | None, text_columns: list[str],
+              kwargs: dict) -> pd.DataFrame:
     _check_path(path)
     suffixes = [s.lower() for s in path.suffixes[-2:]]
     compression = _COMPRESSIONS.get(suffixes[-1]) if suffixes else None
@@ -89,7 +117,10 @@ def read_table(path: Path | str | os.PathLike, *, sep: str | None = None, encodi
     # A JSON file under a text name (.txt, .log, none) is still JSON; .csv / .tsv stay delimited.
     looks_json = text.lstrip().startswith(("{", "[")) and suffix not in (".csv", ".tsv", ".tab")
     if suffix in _JSON_SUFFIXES or looks_json:
-        return _read_json(path, text, encoding, compression, kwargs)
+        table = _read_json(path, text, encoding, compression, kwargs)
+        return _with_json_text(table, path, text, encoding, compression, text_columns)
+    if text_columns:
+        kwargs["dtype"] = {**{name: str for name in text_columns}, **(kwargs.get("dtype") or {})}
     return _read_text(path, text, sep, encoding, compression, kwargs)
 
 
@@ -234,6 +265,25 @@ def _read_json(path: Path, text: str, encoding: str, compression: str | None, kw
         raise ValueError(
             f"{path.name}: cannot read it as JSON ({err}); write one JSON object per line"
         ) from None
+
+
+def _with_json_text(table: pd.DataFrame, path: Path, text: str, encoding: str, compression: str | None,
+                    names: list[str]) -> pd.DataFrame:
+    """``table`` with the columns ``names`` replaced by the JSON values as written (numbers as their literal text)."""
+    names = [name for name in names if name in table.columns]
+    if not names:
+        return table
+    literal = dict(parse_int=str, parse_float=str, parse_constant=str)
+    opener = _OPENERS.get(compression, open)
+    with opener(path, "rt", encoding=encoding) as f:
+        if text.lstrip().startswith("["):
+            records = json.load(f, **literal)
+        else:
+            records = [json.loads(line, **literal) for line in f if line.strip()]
+    if len(records) != len(table) or not all(isinstance(r, dict) for r in records):
+        return table  # a layout pandas read differently: keep its values
+    return table.assign(**{name: pd.Series([r.get(name) for r in records], index=table.index, dtype=object)
+                           for name in names})  # read_table's _as_text then makes them text
 
 
 def _is_json(text: str) -> bool:

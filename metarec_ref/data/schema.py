@@ -2,8 +2,9 @@
 
 Every loader and the synthetic generator produce the same *event log*, a DataFrame with
 
-- required ``user_id``, ``item_id`` (any hashable ids, kept as given) and ``timestamp``
-  (``datetime64[ns]``, timezone-naive UTC);
+- required ``user_id``, ``item_id`` (any hashable ids, kept as given; :func:`~metarec_ref.data.loaders.load_events`
+  reads them from a file as text) and ``timestamp`` (``datetime64[ns]``, timezone-naive UTC, within
+  :data:`~metarec_ref.data.timestamps.PLAUSIBLE_YEARS` for dates written as text or epoch numbers);
 - optional ``label`` (0/1), ``rating``, ``event`` (e.g. view / cart / purchase), ``quantity``,
   ``price``, ``scenario`` (a shopping context: country, channel, campaign), ``session_id``
   (e.g. an invoice), ``category``, and any number of extra user / item feature columns.
@@ -23,6 +24,8 @@ from collections.abc import Hashable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from metarec_ref.data.timestamps import PLAUSIBLE_YEARS, parse_timestamps
+
 REQUIRED_COLUMNS = ("user_id", "item_id", "timestamp")
 OPTIONAL_COLUMNS = (
     "label",
@@ -34,10 +37,6 @@ OPTIONAL_COLUMNS = (
     "session_id",
     "category",
 )
-TIMESTAMP_UNITS = ("s", "ms", "us", "ns", "D")
-# Epoch numbers outside these years are taken as read with the wrong unit (or placeholders).
-PLAUSIBLE_YEARS = (1980, 2100)
-_UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
 _SEPARATOR_HINTS = (("\t", "tab"), (";", "semicolon"), (",", "comma"), ("|", "pipe"))
 
 
@@ -95,108 +94,6 @@ def _check_ids(df: pd.DataFrame, name: str) -> None:
                 f"column '{name}' holds unhashable values such as {bad!r}; ids must be "
                 f"scalars (int or str)"
             ) from err
-
-
-def likely_timestamp_unit(values: pd.Series) -> str | None:
-    """The epoch unit ('s', 'ms', 'us' or 'ns') putting the median of ``values`` in plausible years."""
-    finite = pd.to_numeric(values, errors="coerce")
-    finite = finite[np.isfinite(finite)]
-    if len(finite) == 0:
-        return None
-    median = float(np.median(np.abs(finite.to_numpy(dtype=np.float64))))
-    lo, hi = (pd.Timestamp(f"{y}-01-01").timestamp() for y in PLAUSIBLE_YEARS)
-    for unit, scale in (("s", 1.0), ("ms", 1e3), ("us", 1e6), ("ns", 1e9)):
-        if lo * scale <= median < hi * scale:
-            return unit
-    return None
-
-
-def _plain(value):
-    # np.int64(5) -> 5, so messages show the number as it is in the file.
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _unit_advice(values: pd.Series, given: str | None) -> str:
-    unit = likely_timestamp_unit(values)
-    if unit is None or unit == given:
-        return "check the column: epoch numbers are usually seconds ('s') or milliseconds ('ms')"
-    return f"the numbers look like epoch {_UNIT_NAMES[unit]}: pass timestamp_unit={unit!r}"
-
-
-def _epoch_timestamps(col: pd.Series, timestamp_unit: str | None) -> pd.Series:
-    example = _plain(col.iloc[0])
-    if timestamp_unit is None:
-        unit = likely_timestamp_unit(col)
-        hint = (f"pass timestamp_unit={unit!r} (they look like epoch {_UNIT_NAMES[unit]})" if unit
-                else "pass timestamp_unit='s' (or 'ms') to read epoch numbers")
-        raise ValueError(
-            f"column 'timestamp' is numeric (e.g. {example!r}); {hint}, or convert it with pd.to_datetime"
-        )
-    if timestamp_unit not in TIMESTAMP_UNITS:
-        raise ValueError(f"timestamp_unit must be one of {list(TIMESTAMP_UNITS)}; got {timestamp_unit!r}")
-    if col.isna().any():
-        raise ValueError(f"column 'timestamp' has {int(col.isna().sum())} missing values")
-    n_inf = int(col.isin([np.inf, -np.inf]).sum())
-    if n_inf:
-        raise ValueError(f"column 'timestamp' has {n_inf} infinite values (inf); drop or fix those rows")
-    try:
-        parsed = pd.to_datetime(col, unit=timestamp_unit).astype("datetime64[ns]")
-    except (pd.errors.OutOfBoundsDatetime, OverflowError) as err:
-        raise ValueError(
-            f"column 'timestamp' read with timestamp_unit={timestamp_unit!r} gives dates out of range "
-            f"(e.g. {example!r} -> {str(err).split(': ')[-1]}); {_unit_advice(col, timestamp_unit)}"
-        ) from None
-    lo, hi = (pd.Timestamp(f"{y}-01-01") for y in PLAUSIBLE_YEARS)
-    outside = (parsed < lo) | (parsed >= hi)
-    if not outside.any():
-        return parsed
-    likely = likely_timestamp_unit(col)
-    span = (f"timestamp_unit={timestamp_unit!r} gives dates from {parsed.min():%Y-%m-%d} to "
-            f"{parsed.max():%Y-%m-%d}")
-    if outside.all() and likely not in (None, timestamp_unit):
-        raise ValueError(
-            f"column 'timestamp' read with {span}, outside {PLAUSIBLE_YEARS[0]}-{PLAUSIBLE_YEARS[1]}; "
-            f"{_unit_advice(col, timestamp_unit)}"
-        )
-    # No other unit does better: relative times (seconds from 0) or a few placeholders.
-    warnings.warn(
-        f"{int(outside.sum())} of {len(col)} timestamps fall outside {PLAUSIBLE_YEARS[0]}-"
-        f"{PLAUSIBLE_YEARS[1]} (e.g. {_plain(col[outside].iloc[0])!r} -> {parsed[outside].iloc[0]:%Y-%m-%d}; "
-        f"{span}); fine for relative times, otherwise fix timestamp_unit or drop placeholder rows such as 0",
-        UserWarning,
-        stacklevel=4,
-    )
-    return parsed
-
-
-def _parse_timestamps(col: pd.Series, timestamp_unit: str | None) -> pd.Series:
-    if isinstance(col.dtype, pd.DatetimeTZDtype):
-        return col.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
-    if pd.api.types.is_datetime64_any_dtype(col):
-        return col.astype("datetime64[ns]")
-    if pd.api.types.is_bool_dtype(col):
-        raise ValueError("column 'timestamp' is boolean; it must hold dates or epoch numbers")
-    if pd.api.types.is_numeric_dtype(col):
-        return _epoch_timestamps(col, timestamp_unit)
-    n_missing = int(col.isna().sum())
-    if n_missing:
-        raise ValueError(
-            f"column 'timestamp' has {n_missing} missing values; drop those rows before validating"
-        )
-    if timestamp_unit is not None:
-        # Epoch numbers stored as text (JSON strings, ids kept as str) are still epoch numbers.
-        numbers = pd.to_numeric(col, errors="coerce")
-        if numbers.notna().all():
-            return _epoch_timestamps(numbers, timestamp_unit)
-    parsed = pd.to_datetime(col, errors="coerce", utc=True, format="mixed")
-    bad = parsed.isna()
-    if bad.any():
-        example = col[bad].iloc[0]
-        raise ValueError(
-            f"column 'timestamp' has {int(bad.sum())} unparseable values, e.g. {example!r}; "
-            f"use ISO dates like '2011-12-01 08:26' or pass timestamp_unit for epoch numbers"
-        )
-    return parsed.dt.tz_localize(None).astype("datetime64[ns]")
 
 
 def require_columns(events: pd.DataFrame, names: Sequence[str], what: str) -> None:
@@ -306,7 +203,7 @@ def validate_events(
     df = df.copy()
     for name in ("user_id", "item_id"):
         _check_ids(df, name)
-    df["timestamp"] = _parse_timestamps(df["timestamp"], timestamp_unit)
+    df["timestamp"] = parse_timestamps(df["timestamp"], timestamp_unit)
 
     if event_map is not None:
         df = _apply_event_map(df, event_map)
@@ -386,12 +283,9 @@ def validate_events(
 
 
 __all__ = [
-    "require_columns",
-    "likely_timestamp_unit",
-    "numeric_column",
     "OPTIONAL_COLUMNS",
-    "PLAUSIBLE_YEARS",
     "REQUIRED_COLUMNS",
-    "TIMESTAMP_UNITS",
+    "numeric_column",
+    "require_columns",
     "validate_events",
 ]

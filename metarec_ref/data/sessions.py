@@ -26,13 +26,14 @@ many users each definition keeps.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
 from metarec_ref.data.encoders import Encoders
-from metarec_ref.data.negatives import insert_negatives
+from metarec_ref.data.negatives import NegativeSampling, insert_negatives
 from metarec_ref.data.tasks import RankingTargets, Tasks, ranking_targets
 
 DEFINITIONS = ("basket", "next_session")
@@ -47,13 +48,24 @@ def _require(events: pd.DataFrame, names: Sequence[str]) -> None:
         )
 
 
-def _check_args(k_support: int, n_query: int, min_query: int, repeats: str) -> None:
-    if k_support < 1 or n_query < 1:
-        raise ValueError(f"k_support and n_query must be >= 1, got {k_support}, {n_query}")
-    if not 1 <= min_query <= n_query:
-        raise ValueError(f"min_query must be in 1..n_query={n_query}, got {min_query}")
-    if repeats not in ("keep", "drop"):
-        raise ValueError(f"repeats must be 'keep' or 'drop', got {repeats!r}")
+@dataclass(frozen=True)
+class _Cut:
+    """What both session builders share: sizes, repeats, negatives and the seed."""
+
+    k_support: int
+    n_query: int
+    min_query: int
+    repeats: str
+    negatives: NegativeSampling | None
+    seed: int
+
+    def __post_init__(self) -> None:
+        if self.k_support < 1 or self.n_query < 1:
+            raise ValueError(f"k_support and n_query must be >= 1, got {self.k_support}, {self.n_query}")
+        if not 1 <= self.min_query <= self.n_query:
+            raise ValueError(f"min_query must be in 1..n_query={self.n_query}, got {self.min_query}")
+        if self.repeats not in ("keep", "drop"):
+            raise ValueError(f"repeats must be 'keep' or 'drop', got {self.repeats!r}")
 
 
 def _rank_within(group: np.ndarray) -> np.ndarray:
@@ -76,14 +88,13 @@ def _ordered(events: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _finish(events: pd.DataFrame, o: pd.DataFrame, support: np.ndarray, candidate: np.ndarray,
-            k_support: int, n_query: int, min_query: int, repeats: str, n_neg: int, negatives: str,
-            exclude: str, history: pd.DataFrame | None, seed: int) -> Tasks:
+def _finish(events: pd.DataFrame, o: pd.DataFrame, support: np.ndarray, candidate: np.ndarray, cut: _Cut) -> Tasks:
     """Cap / filter the query, keep users with a full support and enough query, build Tasks."""
+    k_support, n_query, min_query = cut.k_support, cut.n_query, cut.min_query
     user = o["_user"].to_numpy()
     n_users = int(user.max()) + 1 if len(user) else 0
     items = events["item_id"].to_numpy()[o["_row"].to_numpy()]
-    if repeats == "drop":
+    if cut.repeats == "drop":
         key = pd.MultiIndex.from_arrays([user, items])
         candidate = candidate & ~key.isin(key[support])
     cand_rank = np.zeros(len(o), dtype=np.int64)
@@ -102,9 +113,8 @@ def _finish(events: pd.DataFrame, o: pd.DataFrame, support: np.ndarray, candidat
     out["is_negative"] = False
     # Support rows before query rows within a task (the order is already by time).
     out = out.sort_values(["task", "is_query"], kind="stable").reset_index(drop=True)
-    if n_neg:
-        out = insert_negatives(out, events if history is None else history, n_neg,
-                               strategy=negatives, exclude=exclude, column="item_id", seed=seed + 1)
+    if cut.negatives is not None:
+        out = insert_negatives(out, cut.negatives.against(events), column="item_id", seed=cut.seed + 1)
     out["is_negative"] = out["is_negative"].astype(bool)
     real = out[~out["is_negative"]]
     grouped = real.groupby("task", sort=True)["is_query"]
@@ -123,20 +133,17 @@ def build_basket_tasks(
     *,
     repeats: str = "keep",
     min_query: int = 1,
-    n_neg: int = 0,
-    negatives: str = "uniform",
-    exclude: str = "past",
-    history: pd.DataFrame | None = None,
+    negatives: NegativeSampling | None = None,
     seed: int = 0,
 ) -> Tasks:
     """Basket completion: support = first ``k_support`` events, query = the rest of that basket.
 
     Query events come from the session of the K-th support event, at or after the last support
     time, at most ``n_query``. Users without ``min_query`` such events are dropped.
-    ``n_neg`` / ``negatives`` / ``exclude`` / ``history`` as in :func:`metarec_ref.data.tasks.build_tasks`.
+    ``negatives`` as in :func:`metarec_ref.data.tasks.build_tasks`.
     """
     _require(events, ("user_id", "item_id", "timestamp", "session_id"))
-    _check_args(k_support, n_query, min_query, repeats)
+    cut = _Cut(k_support, n_query, min_query, repeats, negatives, seed)
     o = _ordered(events)
     rank, user, sess, time = (o[c].to_numpy() for c in ("_rank", "_user", "_sess", "_time"))
     n_users = int(user.max()) + 1 if len(user) else 0
@@ -148,8 +155,7 @@ def build_basket_tasks(
     ends = pd.Series(time[support]).groupby(user[support]).max()
     last_time[ends.index.to_numpy()] = ends.to_numpy()
     candidate = ~support & (sess == basket[user]) & (time >= last_time[user])
-    return _finish(events, o, support, candidate, k_support, n_query, min_query, repeats,
-                   n_neg, negatives, exclude, history, seed)
+    return _finish(events, o, support, candidate, cut)
 
 
 def build_next_session_tasks(
@@ -160,10 +166,7 @@ def build_next_session_tasks(
     query_sessions: int | None = 1,
     repeats: str = "keep",
     min_query: int = 1,
-    n_neg: int = 0,
-    negatives: str = "uniform",
-    exclude: str = "past",
-    history: pd.DataFrame | None = None,
+    negatives: NegativeSampling | None = None,
     seed: int = 0,
 ) -> Tasks:
     """Next session: support = whole first sessions up to >= ``k_support`` events, query = later
@@ -172,7 +175,7 @@ def build_next_session_tasks(
     The support may hold more than ``k_support`` events (a session is never cut).
     """
     _require(events, ("user_id", "item_id", "timestamp", "session_id"))
-    _check_args(k_support, n_query, min_query, repeats)
+    cut = _Cut(k_support, n_query, min_query, repeats, negatives, seed)
     if query_sessions is not None and query_sessions < 1:
         raise ValueError(f"query_sessions must be >= 1 or None, got {query_sessions}")
     o = _ordered(events)
@@ -190,8 +193,7 @@ def build_next_session_tasks(
     candidate = ~support & (time > last_time[user])
     if query_sessions is not None:
         candidate &= sess <= last_support_session[user] + query_sessions
-    return _finish(events, o, support, candidate, k_support, n_query, min_query, repeats,
-                   n_neg, negatives, exclude, history, seed)
+    return _finish(events, o, support, candidate, cut)
 
 
 def build_session_tasks(events: pd.DataFrame, definition: str, k_support: int, n_query: int, **kwargs) -> Tasks:

@@ -10,10 +10,10 @@ support set (the first ``k_support`` events in time) and a query set (the next `
   events tied in time with the last support event are dropped (with invoices, the query then starts
   at the next invoice). ``"order"`` lets tied events fill the query (basket completion).
   ``split="random"`` is the legacy random split used in much of the literature (no time order).
-- ``n_neg`` negatives per positive (implicit feedback): items the user had not interacted with up
-  to that time (``exclude="past"``) or ever (``exclude="all"``), uniform or popularity-weighted.
-  Item tasks resample the *user* instead, so the item stays fixed (sampling lives in
-  :mod:`metarec_ref.data.negatives`).
+- ``negatives=NegativeSampling(n_neg, ...)`` adds negatives per positive (implicit feedback): items
+  the user had not interacted with up to that time (``exclude="past"``) or ever (``exclude="all"``),
+  uniform or popularity-weighted. Item tasks resample the *user* instead, so the item stays fixed
+  (sampling lives in :mod:`metarec_ref.data.negatives`).
 - ``to_task_batch(tasks, encoders, device)`` -> :class:`~metarec_ref.batch.TaskBatch` with x keys
   ``item``, ``category``, ``scenario`` (int64 codes, 0 = unknown / padding) and ``dense``.
 - ``ranking_targets(tasks, encoders)`` gives, per task, the query positives and the items to
@@ -32,7 +32,7 @@ from torch import Tensor
 
 from metarec_ref.batch import UNKNOWN, TaskBatch
 from metarec_ref.data.encoders import Encoders
-from metarec_ref.data.negatives import insert_negatives
+from metarec_ref.data.negatives import NegativeSampling, insert_negatives
 from metarec_ref.data.schema import require_columns
 
 
@@ -122,10 +122,7 @@ def build_tasks(
     n_query: int,
     *,
     min_query: int = 1,
-    n_neg: int = 0,
-    negatives: str = "uniform",
-    exclude: str = "past",
-    history: pd.DataFrame | None = None,
+    negatives: NegativeSampling | None = None,
     split: str = "temporal",
     query_after: str = "strict",
     target: str = "label",
@@ -133,10 +130,25 @@ def build_tasks(
 ) -> Tasks:
     """Cut one task per group of ``by``: support = first ``k_support`` events, query = next ``n_query``.
 
-    Groups with fewer than ``k_support`` events or ``min_query`` query events are dropped.
-    ``target``: ``"label"`` (y = label, or 1 for logs without labels) or ``"rating"``.
-    ``n_neg`` negatives are added per positive (y == 1) of the support and query sets, drawn
-    against ``history`` (default ``events``).
+    Args:
+        events: a validated log (:func:`~metarec_ref.data.schema.validate_events`), with the ``by``
+            columns, ``user_id``, ``item_id`` and ``timestamp``.
+        by: the column(s) whose values are the tasks, e.g. ``"user_id"`` or ``("scenario", "user_id")``.
+        k_support: support events per task (the first in time); groups with fewer are dropped.
+        n_query: query events per task at most (the next ones).
+        min_query: groups with fewer query events are dropped (default 1: a short query set is
+            kept, padded and masked by :func:`to_task_batch`).
+        negatives: how to add sampled negatives to the support and query sets
+            (:class:`~metarec_ref.data.negatives.NegativeSampling`; drawn against its history,
+            default ``events``); None: no negatives.
+        split: ``"temporal"`` (support before query in time) or ``"random"`` (the legacy random split).
+        query_after: ``"strict"`` (every query event strictly after the support; events tied with
+            the last support event are dropped) or ``"order"`` (tied events may fill the query).
+        target: ``"label"`` (y = label, or 1 for logs without labels) or ``"rating"``.
+        seed: draws of the random split and of the negatives.
+
+    Returns:
+        :class:`Tasks`: one long table of support and query events plus one row per task.
     """
     by = (by,) if isinstance(by, str) else tuple(by)
     require_columns(events, (*by, "user_id", "item_id", "timestamp"), "building tasks")
@@ -152,8 +164,8 @@ def build_tasks(
         raise ValueError(f"target must be 'label' or 'rating', got {target!r}")
     if target == "rating":
         require_columns(events, ("rating",), "target='rating'")
-        if n_neg:
-            raise ValueError("n_neg > 0 needs binary labels; use target='label' with negatives")
+        if negatives is not None:
+            raise ValueError("negatives need binary labels; use target='label' with negatives")
 
     rng = np.random.default_rng(seed)
     group = _group_codes(events, by)
@@ -195,10 +207,9 @@ def build_tasks(
         out["y"] = out["label"].astype(np.float64) if "label" in out else 1.0
     out["is_negative"] = False
 
-    if n_neg:
+    if negatives is not None:
         column = "user_id" if by == ("item_id",) else "item_id"
-        out = insert_negatives(out, events if history is None else history, n_neg,
-                               strategy=negatives, exclude=exclude, column=column, seed=seed + 1)
+        out = insert_negatives(out, negatives.against(events), column=column, seed=seed + 1)
     out["is_negative"] = out["is_negative"].astype(bool)
 
     grouped = out[~out["is_negative"]].groupby("task", sort=True)["is_query"]

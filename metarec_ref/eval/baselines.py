@@ -30,17 +30,12 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from metarec_ref.batch import Features, TaskBatch, map_features
-from metarec_ref.meta.functional import (
-    FastWeights,
-    LossFn,
-    ParamFilter,
-    adapt_tasks,
-    expand_to_tasks,
-    masked_bce_loss,
-    select_params,
-)
-from metarec_ref.meta.maml import score_fast_weights
-from metarec_ref.runtime import progress_disabled
+from metarec_ref.meta.fast_weights import FastWeights, ParamFilter, select_params
+from metarec_ref.meta.forward import score_fast_weights
+from metarec_ref.meta.functional import inner_loop
+from metarec_ref.meta.losses import LossFn, masked_bce_loss
+from metarec_ref.meta.tracing import BatchedTaskLoss
+from metarec_ref.runtime import progress_disabled, warn_if_on_grid_edge
 
 
 def pool_events(batch: TaskBatch, include_query: bool = True) -> tuple[Features, Tensor]:
@@ -158,7 +153,7 @@ class FineTune:
     """Per-task fine-tuning of a trained model on its support set, functional and batched.
 
     ``steps`` plain SGD steps of size ``lr`` on the parameters picked by ``adapt``, with the very
-    inner loop MAML uses (:func:`metarec_ref.meta.functional.adapt_tasks`), so the same budget means
+    inner loop MAML uses (:func:`metarec_ref.meta.functional.inner_loop`), so the same budget means
     the same computation; only the starting point differs. The module is never modified.
     """
 
@@ -192,16 +187,14 @@ class FineTune:
 
     def adapt(self, batch: TaskBatch) -> FastWeights:
         """Detached per-task fast weights (leading task dim) after ``steps`` SGD steps on each support."""
-        adapted, frozen = select_params(self.model, self.adapt_filter)
-        adapted = {k: p.detach() for k, p in adapted.items()}
+        start = FastWeights.of(self.model, self.adapt_filter, detach=True).expand(batch.num_tasks)
         if self.steps == 0:
-            return FastWeights(expand_to_tasks(adapted, batch.num_tasks), frozen)
+            return start
+        task_losses = BatchedTaskLoss(self.model, self.loss_fn)
         with torch.enable_grad():  # the inner loop needs gradients even under no_grad
-            fast, _ = adapt_tasks(
-                self.model, adapted, frozen, batch.support_x, batch.support_y, batch.support_mask,
-                self.loss_fn, self.steps, self.lr, create_graph=False,
-            )
-        return FastWeights({k: v.detach() for k, v in fast.items()}, frozen)
+            fast, _ = inner_loop(lambda state: task_losses(state, batch.support_x, batch.support_y, batch.support_mask),
+                                 start, self.steps, self.lr, create_graph=False)
+        return fast.detach()
 
     def score(self, state: FastWeights, x: Features) -> Tensor:
         return score_fast_weights(self.model, state, x).detach()
@@ -227,11 +220,16 @@ class ScratchPerTask(FineTune):
 
 @dataclass
 class FineTuneChoice:
-    """Result of :func:`tune_fine_tuning`: the best grid point and the whole grid."""
+    """Result of :func:`tune_fine_tuning`: the best grid point, the whole grid, and the tuned method."""
 
     steps: int
     lr: float
     table: pd.DataFrame
+    method: FineTune
+
+    @property
+    def chosen(self) -> dict:
+        return {"steps": self.steps, "lr": self.lr}
 
 
 def tune_fine_tuning(
@@ -239,12 +237,17 @@ def tune_fine_tuning(
     val_batch: TaskBatch,
     steps_grid: Sequence[int] = (1, 3, 5),
     lr_grid: Sequence[float] = (0.001, 0.01, 0.1),
+    *,
     adapt: ParamFilter = "all",
     loss_fn: LossFn = masked_bce_loss,
+    warn_on_edge: str | None = None,
 ) -> FineTuneChoice:
     """Pick fine-tuning steps and learning rate by mean query loss on validation tasks.
 
     Keep ``max(steps_grid)`` at MAML's inner steps to give both the same adaptation budget.
+    ``warn_on_edge``: a name for a :class:`~metarec_ref.runtime.GridEdgeWarning` when a chosen value
+    sits on an edge of its grid (0 steps, no fine-tuning, is a natural bound, not an edge; with 0
+    steps the learning rate is unused).
     """
     rows = []
     for steps, lr in itertools.product(steps_grid, lr_grid):
@@ -254,7 +257,12 @@ def tune_fine_tuning(
         rows.append({"steps": steps, "lr": lr, "val_loss": float(loss)})
     table = pd.DataFrame(rows)
     best = table.loc[table["val_loss"].idxmin()]
-    return FineTuneChoice(steps=int(best["steps"]), lr=float(best["lr"]), table=table)
+    steps, lr = int(best["steps"]), float(best["lr"])
+    if warn_on_edge is not None:
+        warn_if_on_grid_edge(f"{warn_on_edge} steps", steps_grid, steps, natural_bounds=(0, None))
+        if steps > 0:
+            warn_if_on_grid_edge(f"{warn_on_edge} learning rate", lr_grid, lr)
+    return FineTuneChoice(steps, lr, table, FineTune(model, steps=steps, lr=lr, adapt=adapt, loss_fn=loss_fn))
 
 
 class UserMean:

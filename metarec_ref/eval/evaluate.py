@@ -27,7 +27,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from metarec_ref.batch import Features, TaskBatch, map_features
-from metarec_ref.data.tasks import build_user_tasks, ranking_targets, to_task_batch
+from metarec_ref.data.encoders import Encoders
+from metarec_ref.data.tasks import Tasks, build_user_tasks, ranking_targets, to_task_batch
 from metarec_ref.eval.metrics import (
     per_task_auc,
     per_task_hit_rate,
@@ -89,6 +90,16 @@ class EvalTasks:
         """Full ranking over ``catalog`` (``.features(scenario)``) with ``targets`` (``scenario``,
         ``positives``, ``exclude``), as built by :func:`metarec_ref.data.tasks.ranking_targets`."""
         return cls(batch, catalog.features(targets.scenario, targets.user), ~targets.exclude, targets.positives)
+
+    @classmethod
+    def from_tasks(cls, tasks: Tasks, encoders: Encoders, device: torch.device | str = "cpu", *,
+                   candidates: Tensor | None = None) -> "EvalTasks":
+        """Tasks with full ranking over every item of ``encoders`` (or the bool ``(n_items,)`` ``candidates``).
+
+        Each task's support items and code 0 are never ranked; its query positives are relevant.
+        """
+        targets = ranking_targets(tasks, encoders, device, candidates=candidates)
+        return cls.from_catalog(to_task_batch(tasks, encoders, device), encoders.catalog(device), targets)
 
     def select(self, index: slice) -> "EvalTasks":
         if not self.has_ranking:
@@ -179,34 +190,28 @@ def per_task_metrics(
 
 def cold_start_eval_tasks(
     cells: Mapping[str, pd.DataFrame],
-    encoders,
+    encoders: Encoders,
     ks: Sequence[int],
     n_query: int,
+    *,
     candidates: Tensor | None = None,
-    build_tasks: Callable | None = None,
     device: torch.device | str = "cpu",
     **task_kwargs,
 ) -> dict[str, dict[int, EvalTasks]]:
-    """Evaluation tasks ``{cell: {K: EvalTasks}}`` with full-ranking targets, from event tables.
+    """Evaluation tasks ``{cell: {K: EvalTasks}}`` with full-ranking targets, one user per task.
 
     cells: e.g. ``split.cells`` of :func:`metarec_ref.data.splits.temporal_cold_start_split`;
     encoders: fitted on the meta-training events; candidates: bool ``(n_items,)`` items that may
-    be recommended (e.g. ``catalog.available(split.cut_time)``); build_tasks: a task builder of
-    :mod:`metarec_ref.data.tasks` (default ``build_user_tasks``); task_kwargs go to it (``n_neg``,
-    ``history``, ``seed``...). K is the number of support events per task before negatives.
-    Cells or K without any task are left out.
+    be recommended (e.g. ``catalog.available(split.cut_time)``); task_kwargs go to
+    :func:`~metarec_ref.data.tasks.build_user_tasks` (``negatives``, ``seed``...). K is the number
+    of support events per task before negatives. Cells or K without any task are left out.
     """
-    build_tasks = build_tasks or build_user_tasks
-    catalog = encoders.catalog(device)
     out: dict[str, dict[int, EvalTasks]] = {}
     for cell, events in cells.items():
         for k in ks:
-            tasks = build_tasks(events, k_support=k, n_query=n_query, **task_kwargs)
-            if tasks.num_tasks == 0:
-                continue
-            targets = ranking_targets(tasks, encoders, device, candidates=candidates)
-            batch = to_task_batch(tasks, encoders, device)
-            out.setdefault(cell, {})[k] = EvalTasks.from_catalog(batch, catalog, targets)
+            tasks = build_user_tasks(events, k_support=k, n_query=n_query, **task_kwargs)
+            if tasks.num_tasks:
+                out.setdefault(cell, {})[k] = EvalTasks.from_tasks(tasks, encoders, device, candidates=candidates)
     return out
 
 
@@ -226,29 +231,28 @@ def _cells(tasks) -> list[tuple[str, int, EvalTasks]]:
     return out
 
 
-def evaluate_per_task(
-    methods: Mapping[str, Method],
-    tasks: Mapping,
-    target: str = "binary",
-    ks: Sequence[int] = (10,),
-    seed: int = 0,
-    chunk_size: int = 256,
-    n_sampled_negatives: int | None = None,
-    disable: bool | None = None,
-) -> PerTaskResults:
+METRIC_OPTIONS = ("target", "ks", "chunk_size", "n_sampled_negatives", "seed")  # of per_task_metrics
+
+
+def evaluate_per_task(methods: Mapping[str, Method], tasks: Mapping, *, disable: bool | None = None,
+                      **options) -> PerTaskResults:
     """Run every method once on every (cold-start cell, support size K); keep the per-task values.
 
-    tasks: ``{(cell, K): EvalTasks | TaskBatch}`` or ``{cell: {K: ...}}``. Returns
-    ``{(method, cell, K): {metric: (tasks,)}}``, for :func:`results_table` and
+    tasks: ``{(cell, K): EvalTasks | TaskBatch}`` or ``{cell: {K: ...}}``. options: those of
+    :func:`per_task_metrics` (``target``, ``ks``, ``chunk_size``, ``n_sampled_negatives``, ``seed``).
+    Returns ``{(method, cell, K): {metric: (tasks,)}}``, for :func:`results_table` and
     :func:`metarec_ref.eval.paired.paired_comparison` alike.
     """
+    unknown = sorted(set(options) - set(METRIC_OPTIONS))
+    if unknown:
+        raise TypeError(f"evaluate_per_task got unknown option(s) {unknown}; it takes {list(METRIC_OPTIONS)} and disable")
     if not methods:
         raise ValueError("methods is empty; pass e.g. {'MAML': maml, 'popularity': Popularity.fit(...)}")
     cells = _cells(tasks)
     disable = progress_disabled() if disable is None else disable
     jobs = [(name, m, cell, k, t) for name, m in methods.items() for cell, k, t in cells]
     return {
-        (name, cell, k): per_task_metrics(method, cell_tasks, target, ks, chunk_size, n_sampled_negatives, seed)
+        (name, cell, k): per_task_metrics(method, cell_tasks, **options)
         for name, method, cell, k, cell_tasks in tqdm(jobs, desc="evaluate", disable=disable)
     }
 
@@ -268,26 +272,16 @@ def results_table(per_task: Mapping[tuple[str, str, int], Mapping[str, Tensor]],
     return pd.concat(frames, ignore_index=True)[RESULT_COLUMNS]
 
 
-def evaluate(
-    methods: Mapping[str, Method],
-    tasks: Mapping,
-    target: str = "binary",
-    ks: Sequence[int] = (10,),
-    n_boot: int = 1000,
-    seed: int = 0,
-    chunk_size: int = 256,
-    n_sampled_negatives: int | None = None,
-    disable: bool | None = None,
-) -> pd.DataFrame:
+def evaluate(methods: Mapping[str, Method], tasks: Mapping, *, n_boot: int = 1000, **options) -> pd.DataFrame:
     """Run every method on every (cold-start cell, support size K) and return a tidy table.
 
-    tasks: ``{(cell, K): EvalTasks | TaskBatch}`` or ``{cell: {K: ...}}``. Columns: method,
-    cell, K, metric, mean, ci_low, ci_high (95% bootstrap over tasks), n_tasks. To compare
-    methods pairwise as well, call :func:`evaluate_per_task` and :func:`results_table` instead,
-    so that each method runs once.
+    tasks: ``{(cell, K): EvalTasks | TaskBatch}`` or ``{cell: {K: ...}}``; options: those of
+    :func:`evaluate_per_task`. Columns: method, cell, K, metric, mean, ci_low, ci_high (95%
+    bootstrap over tasks, ``n_boot`` replicates), n_tasks. To compare methods pairwise as well, call
+    :func:`evaluate_per_task` and :func:`results_table` instead, so that each method runs once.
     """
-    per_task = evaluate_per_task(methods, tasks, target, ks, seed, chunk_size, n_sampled_negatives, disable)
-    return results_table(per_task, n_boot=n_boot, seed=seed)
+    per_task = evaluate_per_task(methods, tasks, **options)
+    return results_table(per_task, n_boot=n_boot, seed=options.get("seed", 0))
 
 
 def inner_steps_curve(

@@ -2,7 +2,7 @@
 
 A chapter that states many verdicts gathers every comparison (one row each, with its bootstrap
 p-value) into one table and keeps a "better" / "worse" only where it survives Holm's correction
-over that whole family (:func:`holm_verdicts`). :func:`independent_bootstrap` compares the means
+over that whole family (:func:`~metarec_ref.eval.paired.holm_verdicts`, the one Holm path). :func:`independent_bootstrap` compares the means
 of two groups of different units (the most and the least typical users), where no pairing exists.
 """
 
@@ -18,7 +18,7 @@ from torch import Tensor
 from metarec_ref.eval.paired import (
     PairedDifference,
     bootstrap_p_value,
-    holm_adjust,
+    holm_verdicts,
     verdict,
 )
 
@@ -50,23 +50,6 @@ def independent_bootstrap(
     low, high = (float(v) for v in np.quantile(means, [alpha, 1 - alpha]))
     return PairedDifference(float(a.mean() - b.mean()), low, high, len(a) + len(b),
                             verdict(low, high, higher_is_better), 1, bootstrap_p_value(means))
-
-
-def holm_verdicts(table: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
-    """``table`` with ``p_holm`` (Holm over every row with a p-value) and ``verdict_holm``.
-
-    table: one row per comparison with columns ``p_value`` and ``verdict`` (e.g. rows of
-    :func:`compare_to_best` and :func:`paired_bootstrap` results gathered into one family). A
-    "better" / "worse" verdict survives only where ``p_holm < 1 - level``; rows without a p-value
-    (a reference against itself) are not part of the family and get "no detectable difference".
-    """
-    missing = [c for c in ("p_value", "verdict") if c not in table.columns]
-    if missing:
-        raise ValueError(f"holm_verdicts needs columns p_value and verdict; missing {missing}")
-    p_holm = holm_adjust(table["p_value"].to_numpy(dtype=np.float64))
-    significant = p_holm < 1 - level  # NaN is never significant
-    return table.assign(p_holm=p_holm,
-                        verdict_holm=np.where(significant, table["verdict"], "no detectable difference"))
 
 
 FAMILY_COLUMNS = ("part", "method", "against", "diff", "ci_low", "ci_high", "p_value", "verdict")

@@ -10,6 +10,8 @@ so a user with 500 events weighs as much as a user with 5.
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -240,19 +242,106 @@ def bootstrap_ci(
     return MetricSummary(float(values.mean()), float(low), float(high), n)
 
 
+def _seeds_by_tasks(values) -> np.ndarray:
+    """Values as float64 ``(seeds, tasks)``; ``(tasks,)`` is one seed."""
+    if isinstance(values, Tensor):
+        values = values.detach().cpu().to(torch.float64).numpy()
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim not in (1, 2):
+        raise ValueError(f"per-task values must have shape (tasks,) or (seeds, tasks), got {values.shape}")
+    return values.reshape(-1, values.shape[-1])
+
+
+def summary_row(values, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict:
+    """Mean over tasks, its bootstrap CI and ``n_tasks`` from per-task values; with a seed dimension, the seed spread.
+
+    values: ``(tasks,)``, or ``(seeds, tasks)``: each task is then averaged over its seeds first
+    (the CI resamples tasks of those means), and the row adds ``n_seeds`` and ``seed_std``, the
+    standard deviation (with ``n - 1``) of the per-seed means: the spread a rerun with another
+    seed shows (0 with one seed). NaN tasks (undefined metric) are left out.
+    """
+    seeds = _seeds_by_tasks(values)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a task NaN in every seed stays NaN
+        per_task = np.nanmean(seeds, axis=0) if len(seeds) > 1 else seeds[0]
+        seed_means = np.nanmean(seeds, axis=1)
+    s = bootstrap_ci(per_task, n_boot=n_boot, level=level, seed=seed)
+    row = {"mean": s.mean, "ci_low": s.ci_low, "ci_high": s.ci_high, "n_tasks": s.n_tasks}
+    if np.ndim(values) == 2:
+        row.update(n_seeds=len(seeds), seed_std=float(np.std(seed_means, ddof=1)) if len(seeds) > 1 else 0.0)
+    return row
+
+
 def summarize(
     per_task: dict[str, Tensor], n_boot: int = 1000, level: float = 0.95, seed: int = 0
 ) -> pd.DataFrame:
-    """One row per metric: mean, ci_low, ci_high, n_tasks (NaN tasks excluded)."""
-    rows = []
-    for name, values in per_task.items():
-        s = bootstrap_ci(values, n_boot=n_boot, level=level, seed=seed)
-        rows.append({"metric": name, "mean": s.mean, "ci_low": s.ci_low, "ci_high": s.ci_high, "n_tasks": s.n_tasks})
-    return pd.DataFrame(rows, columns=["metric", "mean", "ci_low", "ci_high", "n_tasks"])
+    """One row per metric: mean, ci_low, ci_high, n_tasks (NaN tasks excluded); see :func:`summary_row`.
+
+    Values ``(seeds, tasks)`` add ``n_seeds`` and ``seed_std``.
+    """
+    rows = [{"metric": name, **summary_row(values, n_boot=n_boot, level=level, seed=seed)}
+            for name, values in per_task.items()]
+    columns = ["metric", "mean", "ci_low", "ci_high", "n_tasks"]
+    return pd.DataFrame(rows, columns=columns + [c for c in ("n_seeds", "seed_std") if any(c in r for r in rows)])
+
+
+def summarize_methods(per_task, n_boot: int = 1000, seed: int = 0, **keys) -> pd.DataFrame:
+    """The results table: one row per method and metric with mean, 95% CI, ``n_tasks`` (and the seed spread).
+
+    per_task: ``{method: {metric: (tasks,) or (seeds, tasks)}}``; keys: constant key columns added to
+    every row (e.g. ``K=5``). Columns: method, the keys, then those of :func:`summarize`; when any
+    method carries seeds, ``n_seeds`` and ``seed_std`` for all (one seed, no spread, for the others).
+    """
+    frames = [summarize(values, n_boot=n_boot, seed=seed).assign(**keys) for values in per_task.values()]
+    for name, frame in zip(per_task, frames):
+        frame.insert(0, "method", name)
+    table = pd.concat(frames, ignore_index=True)
+    if "n_seeds" in table.columns:  # methods given without a seed dimension ran once
+        table = table.fillna({"n_seeds": 1, "seed_std": 0.0}).astype({"n_seeds": "int64"})
+    ordered = ["method", *keys, "metric", "mean", "ci_low", "ci_high", "n_tasks"]
+    return table[ordered + [c for c in table.columns if c not in ordered]]
+
+
+def aggregate_seeds(
+    tables: Sequence[pd.DataFrame] | pd.DataFrame,
+    values: Sequence[str] = ("mean",),
+    by: Sequence[str] | None = None,
+    min_seeds: int = 3,
+) -> pd.DataFrame:
+    """Mean and spread (std, min, max) over seeds of results tables, one row per method/cell/...
+
+    tables: one table per seed, or one table with a ``seed`` column. by: the key columns
+    (default: every non-numeric column but ``verdict`` / ``reference``, plus ``K``). Raises if fewer than
+    ``min_seeds`` seeds are given: a headline number needs a seed spread.
+    """
+    if isinstance(tables, pd.DataFrame):
+        if "seed" not in tables.columns:
+            raise ValueError("a single table needs a 'seed' column; or pass a list of one table per seed")
+        table = tables
+    else:
+        table = pd.concat([t.assign(seed=i) for i, t in enumerate(tables)], ignore_index=True)
+    n_seeds = table["seed"].nunique()
+    if n_seeds < min_seeds:
+        raise ValueError(f"got {n_seeds} seed(s); headline tables need at least {min_seeds} (or lower min_seeds)")
+    missing = [v for v in values if v not in table.columns]
+    if missing:
+        raise ValueError(f"value column {missing[0]!r} is missing; found {list(table.columns)}")
+    if by is None:
+        # Verdict and reference are per-seed outcomes, not keys.
+        by = [c for c in table.columns if c not in ("seed", "verdict", "reference", *values)
+              and (not pd.api.types.is_numeric_dtype(table[c]) or c == "K")]
+    grouped = table.groupby(list(by), sort=False, dropna=False)
+    out = grouped.size().rename("n_seeds").to_frame()
+    for v in values:
+        stats = grouped[v].agg(["mean", "std", "min", "max"])
+        stats.columns = [f"{v}_{s}" if s != "mean" else f"{v}_mean" for s in stats.columns]
+        out = out.join(stats)
+    return out.reset_index()
 
 
 __all__ = [
     "MetricSummary",
+    "aggregate_seeds",
     "bootstrap_ci",
     "per_task_auc",
     "per_task_hit_rate",
@@ -262,4 +351,6 @@ __all__ = [
     "per_task_rmse",
     "sample_candidates",
     "summarize",
+    "summarize_methods",
+    "summary_row",
 ]

@@ -18,7 +18,6 @@ gives optimistic intervals); where seeds differ a lot use at least 5, or :func:`
 - :func:`compare_to_best`: a table with each method's difference to the best baseline.
 - :func:`paired_comparison`: that table for every ``(cell, K)``, from the per-task values of
   :func:`metarec_ref.eval.evaluate.evaluate_per_task` (so methods are not run again).
-- :func:`aggregate_seeds`: mean and spread over seeds of any results table.
 
 ``paired_bootstrap(..., clusters=...)`` resamples clusters (users) instead of tasks when one
 cluster owns several tasks (a user in several time windows): tasks of one user are not
@@ -256,17 +255,37 @@ def holm_adjust(p_values) -> np.ndarray:
     return adjusted
 
 
+def holm_verdicts(table: pd.DataFrame, level: float = 0.95, *, by=None, members=None) -> pd.DataFrame:
+    """``table`` with ``p_holm`` (Holm over its family of comparisons) and ``verdict_holm``: the one Holm path.
+
+    table: one row per comparison with columns ``p_value`` and ``verdict`` (e.g. rows of
+    :func:`compare_to_best` and :func:`paired_bootstrap` results gathered into one family). A
+    "better" / "worse" verdict survives only where ``p_holm < 1 - level``; rows outside the family
+    (no p-value, or not in ``members``) get no ``p_holm`` and "no detectable difference".
+    by: column(s) splitting the table into separate families, each corrected on its own.
+    members: bool per row, the rows that are comparisons at all (e.g. not a reference against itself).
+    """
+    missing = [c for c in ("p_value", "verdict") if c not in table.columns]
+    if missing:
+        raise ValueError(f"holm_verdicts needs columns p_value and verdict; missing {missing}")
+    p = table["p_value"].to_numpy(dtype=np.float64)
+    in_family = ~np.isnan(p) if members is None else np.asarray(members, dtype=bool) & ~np.isnan(p)
+    families = [np.arange(len(table))] if by is None else list(table.groupby(by, sort=False).indices.values())
+    p_holm = np.full(len(table), np.nan)
+    for rows in families:
+        rows = rows[in_family[rows]]
+        p_holm[rows] = holm_adjust(p[rows])
+    significant = p_holm < 1 - level  # NaN is never significant
+    return table.assign(p_holm=p_holm,
+                        verdict_holm=np.where(significant, table["verdict"], "no detectable difference"))
+
+
 def _apply_correction(table: pd.DataFrame, correction: str | None, level: float) -> pd.DataFrame:
-    """Add ``p_holm`` over the family of non-reference rows and keep a CI verdict only where
-    ``p_holm < 1 - level``."""
+    """Holm over the family of non-reference rows (:func:`holm_verdicts`); the CI verdict kept only where it survives."""
     if correction is None:
         return table
-    family = (table["method"] != table["reference"]).to_numpy()
-    p_holm = np.full(len(table), np.nan)
-    p_holm[family] = holm_adjust(table.loc[family, "p_value"].to_numpy(dtype=np.float64))
-    significant = p_holm < 1 - level  # NaN (reference rows) is never significant
-    return table.assign(p_holm=p_holm,
-                        verdict=np.where(significant, table["verdict"], "no detectable difference"))
+    corrected = holm_verdicts(table, level, members=(table["method"] != table["reference"]).to_numpy())
+    return corrected.assign(verdict=corrected["verdict_holm"]).drop(columns="verdict_holm")
 
 
 def _check_correction(correction: str | None) -> None:
@@ -346,52 +365,15 @@ def paired_comparison(
     return _apply_correction(pd.concat(frames, ignore_index=True), correction, level)
 
 
-def aggregate_seeds(
-    tables: Sequence[pd.DataFrame] | pd.DataFrame,
-    values: Sequence[str] = ("mean",),
-    by: Sequence[str] | None = None,
-    min_seeds: int = 3,
-) -> pd.DataFrame:
-    """Mean and spread (std, min, max) over seeds of results tables, one row per method/cell/...
-
-    tables: one table per seed, or one table with a ``seed`` column. by: the key columns
-    (default: every non-numeric column but ``verdict`` / ``reference``, plus ``K``). Raises if fewer than
-    ``min_seeds`` seeds are given: a headline number needs a seed spread.
-    """
-    if isinstance(tables, pd.DataFrame):
-        if "seed" not in tables.columns:
-            raise ValueError("a single table needs a 'seed' column; or pass a list of one table per seed")
-        table = tables
-    else:
-        table = pd.concat([t.assign(seed=i) for i, t in enumerate(tables)], ignore_index=True)
-    n_seeds = table["seed"].nunique()
-    if n_seeds < min_seeds:
-        raise ValueError(f"got {n_seeds} seed(s); headline tables need at least {min_seeds} (or lower min_seeds)")
-    missing = [v for v in values if v not in table.columns]
-    if missing:
-        raise ValueError(f"value column {missing[0]!r} is missing; found {list(table.columns)}")
-    if by is None:
-        # Verdict and reference are per-seed outcomes, not keys.
-        by = [c for c in table.columns if c not in ("seed", "verdict", "reference", *values)
-              and (not pd.api.types.is_numeric_dtype(table[c]) or c == "K")]
-    grouped = table.groupby(list(by), sort=False, dropna=False)
-    out = grouped.size().rename("n_seeds").to_frame()
-    for v in values:
-        stats = grouped[v].agg(["mean", "std", "min", "max"])
-        stats.columns = [f"{v}_{s}" if s != "mean" else f"{v}_mean" for s in stats.columns]
-        out = out.join(stats)
-    return out.reset_index()
-
-
 __all__ = [
     "CORRECTIONS",
     "LOWER_IS_BETTER",
     "VERDICTS",
     "PairedDifference",
-    "aggregate_seeds",
     "bootstrap_p_value",
     "compare_to_best",
     "holm_adjust",
+    "holm_verdicts",
     "paired_bootstrap",
     "paired_comparison",
     "verdict",

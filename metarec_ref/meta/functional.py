@@ -1,142 +1,45 @@
-"""Fast weights: pick the parameters that adapt, run inner loops, check tasks and losses.
+"""The inner loop on fast weights, the checks around it, and the plain outer update.
 
-The losses live in :mod:`metarec_ref.meta.losses`, the batched and traced task loss in
-:mod:`metarec_ref.meta.tracing`.
+:func:`inner_loop` takes gradient steps on a :class:`~metarec_ref.meta.fast_weights.FastWeights`
+state; nothing here mutates a module. Parameters live in plain dicts ``name -> Tensor``, run with
+:func:`~metarec_ref.meta.forward.run_model` (``torch.func.functional_call``), and a step returns a
+*new* dict. The same loop serves both paths of the learners, which compute the same numbers:
 
-Nothing here mutates a module. Parameters live in plain dicts ``name -> Tensor`` that are
-passed to :func:`torch.func.functional_call`; an inner-loop step returns a *new* dict.
+- one task at a time: the state has no task dimension and the loss is one task's (a scalar);
+  the readable reference, used by the loop path;
+- a whole meta-batch at once: each adapted parameter is expanded to a leading task dimension,
+  ``(tasks, *shape)`` (a stride-0 view, no copy); ``vmap`` runs only the forward pass and the
+  per-task loss (:class:`~metarec_ref.meta.tracing.BatchedTaskLoss`); one
+  ``torch.autograd.grad`` of the *sum* of the task losses then gives, for each slice ``[t]`` of
+  an expanded parameter, exactly task ``t``'s own gradient (task ``t``'s loss depends on slice
+  ``t`` only). Taking the gradient outside ``vmap`` keeps the autograd graph made of plain
+  batched kernels, which is several times faster than a ``vmap`` of a per-task ``grad`` and still
+  works for any ``nn.Module`` that ``functional_call`` and ``vmap`` accept.
 
-Two inner loops compute the same numbers:
-
-- :func:`adapt_task` adapts one task: the readable reference, used by the loop path.
-- :func:`adapt_tasks` adapts a whole meta-batch at once. Each adapted parameter is
-  expanded to a leading task dimension, ``(tasks, *shape)`` (a stride-0 view, no copy);
-  ``vmap`` runs only the forward pass and the per-task loss; one
-  ``torch.autograd.grad`` of the *sum* of the task losses then gives, for each slice
-  ``[t]`` of an expanded parameter, exactly task ``t``'s own gradient (task ``t``'s loss
-  depends on slice ``t`` only). Taking the gradient outside ``vmap`` keeps the autograd
-  graph made of plain batched kernels, which is several times faster than a ``vmap`` of a
-  per-task ``grad`` and still works for any ``nn.Module`` that ``functional_call`` and
-  ``vmap`` accept.
-
-:func:`adapt_tasks` takes its task losses from :class:`~metarec_ref.meta.tracing.BatchedTaskLoss`,
-which can also record the vmapped forward once and replay it (``trace=True``).
-
-Frozen parameters (e.g. embedding tables when only the head adapts) are passed with
-``in_dims=None``: every task reads the very same tensor, so nothing is copied per task.
+Frozen parameters (e.g. embedding tables when only the head adapts) are shared by every task, so
+nothing is copied per task.
 
 Tasks of unequal size are padded to a common ``k`` and carry a boolean mask (True = real
 event). Losses are mask-weighted means per task, so padded events get zero weight and zero
 gradient. Padding values must be finite (zeros, id 0): a NaN times a zero weight is still
 NaN. BatchNorm in training mode normalises each task with its own batch statistics (padded
 events included, so prefer LayerNorm with ragged tasks) and never touches the running statistics
-(see :func:`~metarec_ref.meta.sparse_embedding.run_model`); random ops such as dropout draw
+(see :func:`~metarec_ref.meta.forward.run_model`); random ops such as dropout draw
 independently per task.
 
-Adapted embedding tables take row-wise fast weights when the caller asks for them (``rows``):
-see :mod:`metarec_ref.meta.sparse_embedding`.
+Adapted embedding tables take row-wise fast weights when the state carries ``rows``: see
+:mod:`metarec_ref.meta.sparse_embedding`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Union
 
 import torch
 from torch import Tensor, nn
 
 from metarec_ref.batch import Features, TaskBatch, map_features
-from metarec_ref.meta.losses import LossFn, masked_bce_loss
-from metarec_ref.meta.sparse_embedding import dense_tables, run_model
-from metarec_ref.meta.tracing import BatchedTaskLoss
-
-# What adapts in the inner loop: "all", "head", "dense", or a predicate on parameter names.
-ParamFilter = Union[str, Callable[[str], bool]]
-# One inner learning rate for all parameters, or one tensor per adapted parameter (Meta-SGD).
-InnerLR = Union[float, Mapping[str, Tensor]]
-
-
-# --------------------------------------------------------------------------- parameters
-
-
-def _filter_fn(model: nn.Module, adapt: ParamFilter) -> Callable[[str], bool]:
-    if callable(adapt):
-        return adapt
-    if adapt == "all":
-        return lambda name: True
-    if adapt == "head":
-        return lambda name: name.startswith("head.")
-    if adapt == "dense":
-        embedding_weights = {
-            f"{prefix}.weight" if prefix else "weight"
-            for prefix, module in model.named_modules()
-            if isinstance(module, (nn.Embedding, nn.EmbeddingBag))
-        }
-        return lambda name: name not in embedding_weights
-    raise ValueError(
-        f"adapt={adapt!r} is not a parameter filter; use 'all', 'head', 'dense' "
-        "or a callable name -> bool"
-    )
-
-
-def select_params(
-    model: nn.Module, adapt: ParamFilter = "all"
-) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """Split a module's tensors into ``(adapted, frozen)`` dicts, by identity (no copies).
-
-    ``adapted`` holds the parameters chosen by ``adapt``; ``frozen`` holds every other
-    parameter and every buffer, so ``{**frozen, **adapted}`` is a full
-    ``functional_call`` state. ``adapt``: "all"; "head" (names starting with ``head.``);
-    "dense" (all but ``nn.Embedding`` weights); or a callable ``name -> bool``.
-    """
-    keep = _filter_fn(model, adapt)
-    adapted: dict[str, Tensor] = {}
-    frozen: dict[str, Tensor] = {}
-    for name, param in model.named_parameters():
-        (adapted if keep(name) else frozen)[name] = param
-    if not adapted:
-        names = [name for name, _ in model.named_parameters()]
-        raise ValueError(
-            f"adapt={adapt!r} selects no parameter of {type(model).__name__}; its parameters "
-            f"are {names[:8]}{' ...' if len(names) > 8 else ''}. Use adapt='all' or a filter "
-            "that matches at least one name (the 'head' filter needs names starting with 'head.')"
-        )
-    frozen.update(dict(model.named_buffers()))
-    return adapted, frozen
-
-
-class FastWeights:
-    """Per-task adapted parameters (leading task dim) and the shared frozen tensors.
-
-    ``rows`` maps each embedding table adapted row-wise (see
-    :mod:`metarec_ref.meta.sparse_embedding`) to its sorted rows ``(tasks, R)``; ``local`` then
-    holds that table's task-local rows ``(tasks, R, dim)`` and ``frozen`` the shared table.
-    ``adapted`` gives every adapted parameter as a full ``(tasks, *shape)`` tensor (materialised
-    on first use for row-wise tables); scoring reads ``local`` and never materialises.
-    """
-
-    def __init__(self, adapted: dict[str, Tensor], frozen: dict[str, Tensor], rows: dict[str, Tensor] | None = None):
-        self.local = adapted
-        self.frozen = frozen
-        self.rows = rows or {}
-        self._dense: dict[str, Tensor] | None = None if self.rows else adapted
-
-    @property
-    def adapted(self) -> dict[str, Tensor]:
-        """name -> (tasks, *shape), full tables included."""
-        if self._dense is None:
-            self._dense = {
-                k: dense_tables(v, self.frozen[k], self.rows[k]) if k in self.rows else v
-                for k, v in self.local.items()
-            }
-        return self._dense
-
-    @property
-    def num_tasks(self) -> int:
-        return int(next(iter(self.local.values())).shape[0])
-
-    def detach(self) -> FastWeights:
-        return FastWeights({k: v.detach() for k, v in self.local.items()}, self.frozen, self.rows)
+from metarec_ref.meta.fast_weights import FastWeights, InnerLR
 
 
 # --------------------------------------------------------------------------- checks
@@ -212,14 +115,7 @@ class NonFiniteInnerLoopError(ValueError):
     """An inner-loop loss or gradient became NaN or inf."""
 
 
-# --------------------------------------------------------------------------- inner loops
-
-
-def _task_loss(
-    model: nn.Module, loss_fn: LossFn, adapted: dict[str, Tensor], frozen: dict[str, Tensor],
-    x: Features, y: Tensor, mask: Tensor, rows: dict[str, Tensor] | None = None,
-) -> Tensor:
-    return loss_fn(run_model(model, frozen, adapted, x, rows), y, mask)
+# --------------------------------------------------------------------------- inner loop
 
 
 def _step(adapted: dict[str, Tensor], grads: tuple[Tensor, ...], inner_lr: InnerLR) -> dict[str, Tensor]:
@@ -229,139 +125,78 @@ def _step(adapted: dict[str, Tensor], grads: tuple[Tensor, ...], inner_lr: Inner
     return {k: p.add(g, alpha=-inner_lr) for (k, p), g in zip(adapted.items(), grads)}
 
 
-def adapt_task(
-    model: nn.Module,
-    adapted: dict[str, Tensor],
-    frozen: dict[str, Tensor],
-    x: Features,
-    y: Tensor,
-    mask: Tensor,
-    loss_fn: LossFn = masked_bce_loss,
-    inner_steps: int = 1,
-    inner_lr: InnerLR = 0.01,
+def inner_loop(
+    losses: Callable[[FastWeights], Tensor],
+    start: FastWeights,
+    inner_steps: int,
+    inner_lr: InnerLR,
     create_graph: bool = True,
-    rows: dict[str, Tensor] | None = None,
-) -> tuple[dict[str, Tensor], Tensor]:
-    """Adapt one task (leaves ``(k, ...)``); return fast weights and the losses ``(steps,)``.
+) -> tuple[FastWeights, Tensor]:
+    """Take ``inner_steps`` gradient steps from ``start``; return the fast weights and the losses ``(steps, ...)``.
 
-    ``create_graph=True`` keeps the graph through every step (exact second-order
-    meta-gradient); ``False`` treats each gradient as a constant (first order). ``rows``: the
-    task's rows ``(R,)`` of each embedding table adapted row-wise (``adapted`` then holds its
-    local rows, ``frozen`` the shared table).
+    ``losses(state)`` is the support loss of one task (a scalar) or of every task ``(tasks,)``
+    (the state then carries a task dimension, see the module docstring). ``create_graph=True``
+    keeps the graph through every step (exact second-order meta-gradient); ``False`` treats each
+    gradient as a constant (first order).
     """
     # A detached start (evaluation, Reptile) becomes a fresh leaf sharing storage: no copy.
-    fast = {k: p if p.requires_grad else p.detach().requires_grad_() for k, p in adapted.items()}
-    losses = []
+    fast = start.with_local({k: p if p.requires_grad else p.detach().requires_grad_() for k, p in start.local.items()})
+    history = []
     for _ in range(inner_steps):
-        loss = _task_loss(model, loss_fn, fast, frozen, x, y, mask, rows)
-        grads = torch.autograd.grad(loss, list(fast.values()), create_graph=create_graph)
-        fast = _step(fast, grads, inner_lr)
-        losses.append(loss.detach())
-    return fast, torch.stack(losses)
-
-
-def expand_to_tasks(params: dict[str, Tensor], num_tasks: int) -> dict[str, Tensor]:
-    """Stride-0 views ``(tasks, *shape)`` of each tensor: one slice per task, no copy."""
-    return {k: p.unsqueeze(0).expand(num_tasks, *p.shape) for k, p in params.items()}
-
-
-def adapt_tasks(
-    model: nn.Module,
-    adapted: dict[str, Tensor],
-    frozen: dict[str, Tensor],
-    x: Features,
-    y: Tensor,
-    mask: Tensor,
-    loss_fn: LossFn = masked_bce_loss,
-    inner_steps: int = 1,
-    inner_lr: InnerLR = 0.01,
-    create_graph: bool = True,
-    task_losses: BatchedTaskLoss | None = None,
-    rows: dict[str, Tensor] | None = None,
-) -> tuple[dict[str, Tensor], Tensor]:
-    """Adapt a meta-batch at once (leaves ``(tasks, k, ...)``); fast weights ``(tasks, ...)``.
-
-    Returns the fast weights and the inner losses ``(steps, tasks)``. Same numbers as
-    :func:`adapt_task` on each task; see the module docstring for the design. ``rows``: per
-    embedding table adapted row-wise, its rows ``(tasks, R)``; ``adapted`` then already holds
-    that table's local rows ``(tasks, R, dim)`` (see :func:`~metarec_ref.meta.sparse_embedding.sparse_start`).
-    """
-    num_tasks = y.shape[0]
-    rows = rows or {}
-    task_losses = task_losses or BatchedTaskLoss(model, loss_fn, frozen, rows=rows)
-    fast = {**expand_to_tasks({k: v for k, v in adapted.items() if k not in rows}, num_tasks),
-            **{k: adapted[k] for k in rows}}
-    fast = {k: fast[k] for k in adapted}
-    if task_losses.traces:  # one stride pattern at every step: one traced graph serves them all
-        fast = {k: v if k in rows else v.contiguous() for k, v in fast.items()}
-    # A detached start (evaluation, Reptile) is a leaf view: let autograd track it, no copy.
-    fast = {k: p if p.requires_grad else p.requires_grad_() for k, p in fast.items()}
-    losses = []
-    for _ in range(inner_steps):
-        loss = task_losses(fast, x, y, mask)  # (tasks,)
+        loss = losses(fast)
         # Task t's loss depends only on slice t, so the gradient of the sum w.r.t. the
         # (tasks, ...) tensors is every task's own gradient.
-        grads = torch.autograd.grad(loss.sum(), list(fast.values()), create_graph=create_graph)
-        fast = _step(fast, grads, inner_lr)
-        losses.append(loss.detach())
-    return fast, torch.stack(losses)
+        grads = torch.autograd.grad(loss.sum(), list(fast.local.values()), create_graph=create_graph)
+        fast = fast.with_local(_step(fast.local, grads, inner_lr))
+        history.append(loss.detach())
+    return fast, torch.stack(history)
 
 
 # --------------------------------------------------------------------------- NaN / inf
 
 
-def fast_weight_totals(fast: dict[str, Tensor]) -> Tensor:
-    """(tasks,) sum of every adapted entry per task: finite iff all entries are (barring overflow).
+def non_finite_tasks(losses: Tensor, fast: FastWeights, query_loss: Tensor | None = None) -> list[int]:
+    """The tasks whose inner losses ``(steps, tasks)``, fast weights or query loss hold a NaN or inf.
 
-    Checking only the final fast weights is enough for the gradients: a NaN or inf added to
-    a parameter stays non-finite through every later step.
+    A data-dependent check cannot raise from inside ``vmap``, so this sums what the batched
+    computation already has per task and syncs once. Checking only the final fast weights is
+    enough for the gradients: a NaN or inf added to a parameter stays non-finite through every
+    later step.
     """
-    total = None
-    for p in fast.values():
-        part = p.detach().flatten(1).sum(1)
-        total = part if total is None else total + part
-    return total
-
-
-def raise_if_not_finite(
-    model: nn.Module,
-    adapted: dict[str, Tensor],
-    frozen: dict[str, Tensor],
-    batch: TaskBatch,
-    loss_fn: LossFn,
-    inner_steps: int,
-    inner_lr: InnerLR,
-    losses: Tensor,
-    fast_totals: Tensor,
-    query_loss: Tensor | None = None,
-    rows: dict[str, Tensor] | None = None,
-) -> None:
-    """One cheap check after the batched computation; on failure, find the step and the task.
-
-    A data-dependent check cannot raise from inside ``vmap``, so the fast path sums what
-    it already has per task and syncs once. Only when that sum is not finite does it replay
-    the inner loop without a graph and name the first bad step, task and quantity.
-    ``losses``: inner losses ``(steps, tasks)``; ``fast_totals``: from
-    :func:`fast_weight_totals`; ``query_loss``: ``(tasks,)`` or None; ``rows``: as for
-    :func:`adapt_tasks` (``adapted`` then holds the local rows with a task dimension).
-    """
-    rows = rows or {}
-    total = losses.sum(0) + fast_totals
+    total = losses.sum(0)
+    for p in fast.local.values():
+        total = total + p.detach().flatten(1).sum(1)
     if query_loss is not None:
         total = total + query_loss.detach()
     ok = torch.isfinite(total)
-    if bool(ok.all()):
-        return
+    return [] if bool(ok.all()) else torch.nonzero(~ok).flatten().tolist()
+
+
+def explain_non_finite(
+    loss_of: Callable[[FastWeights, Features, Tensor, Tensor], Tensor],
+    start: FastWeights,
+    batch: TaskBatch,
+    tasks: list[int],
+    inner_steps: int,
+    inner_lr: InnerLR,
+    query_loss: Tensor | None = None,
+) -> None:
+    """Replay the inner loop of ``tasks`` without a graph; raise naming the first bad step, task and quantity.
+
+    ``loss_of(state, x, y, mask)``: one task's loss; ``start``: the state before expansion (as for
+    :meth:`FastWeights.for_task`); ``inner_lr``: with row-wise tables, rates already gathered per task.
+    """
+    rows = start.rows
     with torch.enable_grad():
-        for t in torch.nonzero(~ok).flatten().tolist():
+        for t in tasks:
             task = batch.select([t])
             x = map_features(task.support_x, lambda v: v[0])
-            params = {k: (v[t] if k in rows else v).detach().requires_grad_() for k, v in adapted.items()}
-            task_rows = {k: r[t] for k, r in rows.items()}
+            state = start.for_task(t)
+            params = {k: v.detach().requires_grad_() for k, v in state.local.items()}
             lr = inner_lr if not isinstance(inner_lr, Mapping) else {
                 k: (v[t] if k in rows else v).detach() for k, v in inner_lr.items()}
             for step in range(1, inner_steps + 1):
-                loss = _task_loss(model, loss_fn, params, frozen, x, task.support_y[0], task.support_mask[0], task_rows)
+                loss = loss_of(state.with_local(params), x, task.support_y[0], task.support_mask[0])
                 if not torch.isfinite(loss):
                     raise NonFiniteInnerLoopError(
                         f"inner-loop loss is {loss.item()} at step {step} of {inner_steps} for task {t}; "
@@ -383,9 +218,12 @@ def raise_if_not_finite(
 
 
 def gradient_outer_step(
-    meta_loss: Callable[[TaskBatch], Tensor], batch: TaskBatch, optimizer: torch.optim.Optimizer
+    meta_loss: Callable[[TaskBatch], Tensor], batch: TaskBatch, optimizer: torch.optim.Optimizer | None
 ) -> float:
     """The plain outer update shared by gradient-trained learners: backpropagate, then step."""
+    if optimizer is None:
+        raise ValueError("this learner has no outer update of its own: give outer_step an optimizer "
+                         "(MetaTrainConfig(outer_update='optimizer'))")
     optimizer.zero_grad()
     loss = meta_loss(batch)
     loss.backward()
@@ -394,18 +232,12 @@ def gradient_outer_step(
 
 
 __all__ = [
-    "FastWeights",
-    "InnerLR",
     "NonFiniteInnerLoopError",
-    "ParamFilter",
-    "adapt_task",
-    "adapt_tasks",
-    "check_inner_loop_args",
     "batch_dtype_mismatch",
+    "check_inner_loop_args",
     "check_task_batch",
-    "expand_to_tasks",
-    "fast_weight_totals",
+    "explain_non_finite",
     "gradient_outer_step",
-    "raise_if_not_finite",
-    "select_params",
+    "inner_loop",
+    "non_finite_tasks",
 ]

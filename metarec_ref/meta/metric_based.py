@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -58,6 +59,8 @@ def _check_task_count(x: Features, num_tasks: int) -> None:
 
 class _MetricLearner(nn.Module):
     """Shared protocol: the meta-loss is the query loss of ``score(adapt(batch), query_x)``."""
+
+    own_outer_update: ClassVar[bool] = False  # outer_step needs an optimizer
 
     def __init__(self, encoder: nn.Module, *, loss_fn: LossFn = masked_bce_loss):
         super().__init__()

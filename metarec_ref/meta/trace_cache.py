@@ -1,21 +1,50 @@
-"""Bookkeeping shared by the traced paths: which input signatures recur, which forwards failed to trace."""
+"""The cache of the traced paths: recorded graphs by input signature, and what ``trace="auto"`` has seen.
+
+One :class:`TraceCache` per learner holds the graphs of its batched task loss and of its row
+recording (:func:`~metarec_ref.meta.sparse_embedding.touched_ids`), how often each signature not
+yet traced was met, and whether the learner's forward failed to trace once.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
 MAX_TRACED_GRAPHS = 16  # input signatures kept per learner; each costs one trace
 TRACE_AFTER = 3  # trace="auto" records a signature the third time it is met
-UNTRACEABLE_KEY = "untraceable"  # cache key: this learner's forward failed to trace once
-SEEN_KEY = "seen"  # cache key: how often each signature not yet traced was met (trace="auto")
 
 
-def recurs(graphs: dict, key: tuple) -> bool:
-    """Count a sighting of ``key`` in the cache ``graphs``; True once it was met ``TRACE_AFTER`` times."""
-    seen = graphs.setdefault(SEEN_KEY, {})
-    seen[key] = seen.get(key, 0) + 1
-    if len(seen) > 64 * MAX_TRACED_GRAPHS:  # forget one-off signatures
-        for old in [k for k, n in seen.items() if n == 1]:
-            del seen[old]
-    return seen[key] >= TRACE_AFTER
+@dataclass
+class TraceCache:
+    """Recorded graphs by input signature (least recently used first) and the sightings of ``trace="auto"``."""
+
+    graphs: dict[tuple, Callable] = field(default_factory=dict)
+    seen: dict[tuple, int] = field(default_factory=dict)  # signatures not yet traced -> sightings
+    untraceable: bool = False  # the learner's forward failed to trace once: never try again
+
+    def __len__(self) -> int:
+        return len(self.graphs)
+
+    def recurs(self, key: tuple) -> bool:
+        """Count a sighting of ``key``; True once it was met ``TRACE_AFTER`` times."""
+        self.seen[key] = self.seen.get(key, 0) + 1
+        if len(self.seen) > 64 * MAX_TRACED_GRAPHS:  # forget one-off signatures
+            for old in [k for k, n in self.seen.items() if n == 1]:
+                del self.seen[old]
+        return self.seen[key] >= TRACE_AFTER
+
+    def get(self, key: tuple, *, touch: bool = True) -> Callable | None:
+        """The graph recorded for ``key`` (None if none); ``touch`` marks it most recently used."""
+        graph = self.graphs.get(key)
+        if graph is not None and touch:
+            self.graphs[key] = self.graphs.pop(key)
+        return graph
+
+    def put(self, key: tuple, graph: Callable, *, limit: int | None = None) -> None:
+        """Keep ``graph`` for ``key``; beyond ``limit`` graphs, drop the least recently used one."""
+        self.graphs[key] = graph
+        if limit is not None and len(self.graphs) > limit:
+            del self.graphs[next(iter(self.graphs))]
 
 
-__all__ = ["MAX_TRACED_GRAPHS", "SEEN_KEY", "TRACE_AFTER", "UNTRACEABLE_KEY", "recurs"]
+__all__ = ["MAX_TRACED_GRAPHS", "TRACE_AFTER", "TraceCache"]

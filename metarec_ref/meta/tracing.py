@@ -4,7 +4,8 @@
 ``trace=True`` it records that vmapped forward once per input signature with ``make_fx`` and
 replays the graph: the same numbers with fewer Python calls and autograd nodes per step, for
 modules whose ``forward`` depends only on its tensors. :func:`drop_identity_ops` prunes the
-no-op reshapes and ``x * 1`` that ``vmap`` leaves in such a graph.
+no-op reshapes and ``x * 1`` that ``vmap`` leaves in such a graph. :func:`task_loss` is the loss
+of one task, the function the batched loss vmaps and the looped path calls.
 """
 
 from __future__ import annotations
@@ -17,20 +18,22 @@ from torch import Tensor, nn
 from torch.func import vmap
 from torch.fx.experimental.proxy_tensor import make_fx
 
-from metarec_ref.batch import Features
+from metarec_ref.batch import Features, PredictionShapeError, check_prediction_shape
+from metarec_ref.meta.fast_weights import FastWeights
+from metarec_ref.meta.forward import run_model
 from metarec_ref.meta.losses import LossFn
-from metarec_ref.meta.sparse_embedding import run_model
-from metarec_ref.meta.trace_cache import (
-    MAX_TRACED_GRAPHS,
-    SEEN_KEY,
-    TRACE_AFTER,
-    UNTRACEABLE_KEY,
-)
-from metarec_ref.meta.trace_cache import recurs as _recurs
+from metarec_ref.meta.trace_cache import MAX_TRACED_GRAPHS, TRACE_AFTER, TraceCache
+
+
+def task_loss(model: nn.Module, loss_fn: LossFn, state: FastWeights, x: Features, y: Tensor, mask: Tensor) -> Tensor:
+    """The loss of one task: ``loss_fn(model(x) on state, y, mask)``; a prediction not shaped like ``y`` is refused."""
+    pred = run_model(model, state, x)
+    check_prediction_shape(pred, y, mask)  # also for a custom loss_fn, which might broadcast
+    return loss_fn(pred, y, mask)
 
 
 class BatchedTaskLoss:
-    """Per-task losses of a meta-batch under ``vmap``: ``(adapted (tasks, ...), x, y, mask) -> (tasks,)``.
+    """Per-task losses of a meta-batch under ``vmap``: ``(state (tasks, ...), x, y, mask) -> (tasks,)``.
 
     Built once per learner call so the vmapped function is not re-created at every step.
     ``trace=True`` records the vmapped forward once per input signature (shapes, dtypes,
@@ -42,56 +45,44 @@ class BatchedTaskLoss:
     only once it recurs (``TRACE_AFTER`` calls), so one-off shapes such as evaluation batches
     of varying sizes never pay for a trace. A forward that cannot be traced (data-dependent Python
     control flow, ``.item()``, ...) falls back to the untraced call, with a one-time warning
-    that says why. ``graphs`` is the cache to keep across calls. ``rows``: the rows
-    ``(tasks, R)`` of embedding tables adapted row-wise (see
-    :mod:`metarec_ref.meta.sparse_embedding`). Random ops (dropout) draw independently per
-    task (``vmap(randomness="different")``).
+    that says why. ``cache`` keeps the graphs across calls. The state's ``rows`` (row-wise
+    embedding tables, see :mod:`metarec_ref.meta.sparse_embedding`) carry a task dimension like
+    its ``local``; its ``frozen`` tensors are shared by every task (never copied). Random ops
+    (dropout) draw independently per task (``vmap(randomness="different")``).
     """
 
-    def __init__(
-        self, model: nn.Module, loss_fn: LossFn, frozen: dict[str, Tensor],
-        trace: bool | str = False, graphs: dict | None = None, rows: dict[str, Tensor] | None = None,
-    ):
-        def one_task(
-            adapted: dict[str, Tensor], frozen: dict[str, Tensor], x: Features, y: Tensor, mask: Tensor
-        ) -> Tensor:
-            return loss_fn(run_model(model, frozen, adapted, x), y, mask)
+    def __init__(self, model: nn.Module, loss_fn: LossFn, trace: bool | str = False, cache: TraceCache | None = None):
+        def one_task(adapted: dict[str, Tensor], frozen: dict[str, Tensor], x: Features, y: Tensor,
+                     mask: Tensor) -> Tensor:
+            return task_loss(model, loss_fn, FastWeights(adapted, frozen), x, y, mask)
 
-        def one_task_rows(
-            adapted: dict[str, Tensor], rows: dict[str, Tensor], frozen: dict[str, Tensor],
-            x: Features, y: Tensor, mask: Tensor,
-        ) -> Tensor:
-            return loss_fn(run_model(model, frozen, adapted, x, rows), y, mask)
+        def one_task_rows(adapted: dict[str, Tensor], rows: dict[str, Tensor], frozen: dict[str, Tensor],
+                          x: Features, y: Tensor, mask: Tensor) -> Tensor:
+            return task_loss(model, loss_fn, FastWeights(adapted, frozen, rows), x, y, mask)
 
         # Frozen tensors are shared by every task (in_dims=None): never copied per task.
-        if rows:
-            self._losses = vmap(one_task_rows, in_dims=(0, 0, None, 0, 0, 0), randomness="different")
-        else:
-            self._losses = vmap(one_task, in_dims=(0, None, 0, 0, 0), randomness="different")
+        self._plain = vmap(one_task, in_dims=(0, None, 0, 0, 0), randomness="different")
+        self._with_rows = vmap(one_task_rows, in_dims=(0, 0, None, 0, 0, 0), randomness="different")
         self._model = model
-        self._frozen = frozen
-        self._rows = rows or {}
         self._trace = trace
-        self._graphs = graphs if graphs is not None else {}
+        self._cache = cache if cache is not None else TraceCache()
 
-    def __call__(self, adapted: dict[str, Tensor], x: Features, y: Tensor, mask: Tensor) -> Tensor:
-        args = (adapted, self._rows, self._frozen, x, y, mask) if self._rows else (adapted, self._frozen, x, y, mask)
-        if not self._trace or self._graphs.get(UNTRACEABLE_KEY):
-            return self._losses(*args)
+    def __call__(self, state: FastWeights, x: Features, y: Tensor, mask: Tensor) -> Tensor:
+        if state.rows:
+            losses, args = self._with_rows, (state.local, state.rows, state.frozen, x, y, mask)
+        else:
+            losses, args = self._plain, (state.local, state.frozen, x, y, mask)
+        if not self._trace or self._cache.untraceable:
+            return losses(*args)
         key = (self._model.training, _signature(args))
-        graph = self._graphs.get(key)
+        graph = self._cache.get(key)
         if graph is None:
-            if self._trace == "auto" and not _recurs(self._graphs, key):
-                return self._losses(*args)
-            graph = self._record(args)
+            if self._trace == "auto" and not self._cache.recurs(key):
+                return losses(*args)
+            graph = self._record(losses, args)
             if graph is None:
-                return self._untraced(args)
-            self._graphs[key] = graph
-            traced = [k for k in self._graphs if k not in (UNTRACEABLE_KEY, SEEN_KEY)]
-            if len(traced) > MAX_TRACED_GRAPHS:  # drop the least recently used signature
-                del self._graphs[traced[0]]
-        else:  # most recently used last
-            self._graphs[key] = self._graphs.pop(key)
+                return self._untraced(losses, args)
+            self._cache.put(key, graph, limit=MAX_TRACED_GRAPHS)
         return graph(*args)
 
     @property
@@ -99,33 +90,40 @@ class BatchedTaskLoss:
         """True when this loss records graphs (``trace=True`` or ``"auto"``)."""
         return bool(self._trace)
 
-    def _untraced(self, args: tuple) -> Tensor:
+    def _untraced(self, losses: Callable[..., Tensor], args: tuple) -> Tensor:
         try:
-            return self._losses(*args)
+            return losses(*args)
+        except PredictionShapeError:
+            raise
         except Exception as err:
             raise RuntimeError(
                 f"{type(self._model).__name__}.forward fails under vmap, traced or not ({type(err).__name__}: "
                 f"{err}); use trace=False and batched=False (the looped path runs any forward)"
             ) from err
 
-    def _record(self, args: tuple) -> Callable[..., Tensor] | None:
+    def _record(self, losses: Callable[..., Tensor], args: tuple) -> Callable[..., Tensor] | None:
         detached = tuple(_map_tensors(a, Tensor.detach) for a in args)
         try:
             with torch.no_grad():
-                graph = make_fx(self._losses)(*detached)
+                graph = make_fx(losses)(*detached)
+        except PredictionShapeError:  # the model's fault, not the tracer's: say so as it is
+            raise
         except Exception as err:  # noqa: BLE001 - any failure to trace: run untraced from now on
-            self._graphs[UNTRACEABLE_KEY] = True
-            name = type(self._model).__name__
-            if name not in _warned_untraceable:
-                _warned_untraceable.add(name)
-                warnings.warn(
-                    f"trace=True could not trace {name}.forward under vmap ({type(err).__name__}: "
-                    f"{str(err).splitlines()[0] if str(err) else ''}); running it untraced (same numbers, "
-                    "slower). Pass trace=False to silence this", stacklevel=4,
-                )
-            return None
+            return self._give_up(err)
         drop_identity_ops(graph)
         return graph
+
+    def _give_up(self, err: Exception) -> None:
+        self._cache.untraceable = True
+        name = type(self._model).__name__
+        if name not in _warned_untraceable:
+            _warned_untraceable.add(name)
+            warnings.warn(
+                f"trace=True could not trace {name}.forward under vmap ({type(err).__name__}: "
+                f"{str(err).splitlines()[0] if str(err) else ''}); running it untraced (same numbers, "
+                "slower). Pass trace=False to silence this", stacklevel=5,
+            )
+        return None
 
 
 _warned_untraceable: set[str] = set()
@@ -209,4 +207,4 @@ def _signature(args: tuple) -> tuple:
     )
 
 
-__all__ = ["MAX_TRACED_GRAPHS", "TRACE_AFTER", "BatchedTaskLoss", "drop_identity_ops"]
+__all__ = ["MAX_TRACED_GRAPHS", "TRACE_AFTER", "BatchedTaskLoss", "drop_identity_ops", "task_loss"]

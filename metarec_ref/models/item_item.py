@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from metarec_ref.batch import UNKNOWN, Features, TaskBatch
+from metarec_ref.batch import UNKNOWN, Features, TaskBatch, check_prediction_shape
 
 SUPPORT_ITEMS = "support_items"
 # Features with one similarity matrix; each further matrix adds f"sim{i}_sum", f"sim{i}_max".
@@ -123,6 +123,7 @@ def sampled_softmax_loss(logits: Tensor, y: Tensor, mask: Tensor) -> Tensor:
     Closer to full ranking than per-event BCE: a positive only scores well when it beats the
     negatives together. Tasks without a positive or a negative give 0.
     """
+    check_prediction_shape(logits, y, mask)
     pos = mask & (y > 0)
     neg = mask & (y <= 0)
     neg_lse = torch.logsumexp(torch.where(neg, logits, torch.full_like(logits, -1e4)), dim=-1, keepdim=True)

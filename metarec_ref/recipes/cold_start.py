@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 import pandas as pd
 import torch
 
+from metarec_ref.data.negatives import NegativeSampling
 from metarec_ref.eval.baselines import (
     FineTune,
     GlobalModel,
@@ -28,7 +29,7 @@ from metarec_ref.eval.paired import paired_comparison
 from metarec_ref.meta.learners import ALGORITHMS, build_learner
 from metarec_ref.meta.maml import InnerLoopConfig
 from metarec_ref.models.recommenders import build_model
-from metarec_ref.recipes.pipeline import build_cold_start_tasks
+from metarec_ref.recipes.pipeline import ColdStartCut, build_cold_start_tasks
 from metarec_ref.runtime import seed_everything
 from metarec_ref.train.meta_trainer import MetaTrainConfig, MetaTrainer
 
@@ -56,10 +57,10 @@ class ColdStartConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.algorithm not in ALGORITHMS or self.algorithm in ("protonet", "matchingnet"):
+        gradient_based = [name for name, entry in ALGORITHMS.items() if entry.inner_loop]
+        if self.algorithm not in gradient_based:
             raise ValueError(
-                f"algorithm={self.algorithm!r}: run_cold_start supports the gradient-based learners "
-                "'maml', 'fomaml', 'metasgd' and 'reptile'"
+                f"algorithm={self.algorithm!r}: run_cold_start supports the gradient-based learners {gradient_based}"
             )
         if not 0 < self.cut_quantile < 1:
             raise ValueError(f"cut_quantile must be in (0, 1), got {self.cut_quantile}")
@@ -89,11 +90,10 @@ def run_cold_start(
     """
     config = config or ColdStartConfig()
     seed_everything(config.seed)
-    tasks = build_cold_start_tasks(
-        events, k_support=config.k_support, n_query=config.n_query, n_neg=config.n_neg,
-        negatives=config.negatives, cut_quantile=config.cut_quantile, cells=config.cells, seed=config.seed,
-        device=device,
-    )
+    negatives = NegativeSampling(config.n_neg, config.negatives) if config.n_neg else None
+    cut = ColdStartCut(config.k_support, config.n_query, negatives, config.cut_quantile, tuple(config.cells),
+                       seed=config.seed)
+    tasks = build_cold_start_tasks(events, cut, device=device)
     split, spec, train_batch, val_batch, eval_tasks = tasks.split, tasks.spec, tasks.train, tasks.val, tasks.test
     counts = tasks.counts
 
@@ -110,7 +110,7 @@ def run_cold_start(
     choice = tune_fine_tuning(global_model, val_batch, steps_grid=range(1, config.inner_steps + 1),
                               lr_grid=(0.01, 0.1, 0.3))
     methods = {
-        config.algorithm.upper() if config.algorithm != "metasgd" else "Meta-SGD": learner,
+        ALGORITHMS[config.algorithm].label: learner,
         "fine-tune": FineTune(global_model, choice.steps, choice.lr),
         "global": GlobalModel(global_model),
         "popularity": Popularity.fit(train_batch, spec.n_items),

@@ -26,12 +26,13 @@ import torch
 import torch.distributed as dist
 
 from metarec_ref.batch import FeatureSpec, TaskBatch
+from metarec_ref.data.negatives import NegativeSampling
 from metarec_ref.data.synthetic import SyntheticConfig, generate
 from metarec_ref.data.task_files import load_tasks
-from metarec_ref.meta.learners import build_learner
+from metarec_ref.meta.learners import algorithm, build_learner
 from metarec_ref.meta.maml import InnerLoopConfig
 from metarec_ref.models.recommenders import EventEncoder, build_model
-from metarec_ref.recipes.pipeline import build_cold_start_tasks
+from metarec_ref.recipes.pipeline import ColdStartCut, build_cold_start_tasks
 from metarec_ref.runtime import peak_rss_mb, seed_everything
 from metarec_ref.train.distributed import (
     DistributedContext,
@@ -97,8 +98,9 @@ def prepare_synthetic_tasks(cfg: DistributedRunConfig) -> tuple[FeatureSpec, Tas
                                    n_interactions=n, seed=cfg.seed))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # a few duplicate rows are dropped
-        tasks = build_cold_start_tasks(log.events, k_support=cfg.k_support, n_query=cfg.n_query, n_neg=cfg.n_neg,
-                                       cut_quantile=cfg.cut_quantile, cells=(), validate=True, seed=cfg.seed)
+        negatives = NegativeSampling(cfg.n_neg) if cfg.n_neg else None
+        cut = ColdStartCut(cfg.k_support, cfg.n_query, negatives, cfg.cut_quantile, cells=(), seed=cfg.seed)
+        tasks = build_cold_start_tasks(log.events, cut, validate=True)
     return tasks.spec, tasks.train, tasks.val
 
 
@@ -124,8 +126,8 @@ def run(cfg: DistributedRunConfig, ctx: DistributedContext | None = None) -> dic
     prepare_s = time.perf_counter() - start
 
     inner = InnerLoopConfig(cfg.inner_steps, cfg.inner_lr, cfg.first_order, cfg.adapt)
-    metric_based = cfg.algorithm in ("protonet", "matchingnet")
-    model = EventEncoder(spec) if metric_based else build_model(cfg.model, spec)
+    # Learners without an inner loop (ProtoNet, MatchingNet) embed events instead of scoring them.
+    model = build_model(cfg.model, spec) if algorithm(cfg.algorithm).inner_loop else EventEncoder(spec)
     learner = build_learner(cfg.algorithm, model, inner).to(ctx.device)
     config = MetaTrainConfig(meta_batch_size=cfg.meta_batch_size, outer_lr=cfg.outer_lr, meta_steps=cfg.meta_steps,
                              eval_every=cfg.eval_every, patience=None, restore_best=False, seed=cfg.seed)

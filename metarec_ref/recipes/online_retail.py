@@ -1,20 +1,14 @@
-"""New customers of a shop with invoices: cleaning counts, tasks, tuned baselines, the item-item meta-learner.
+"""New customers of a shop with invoices: cleaning counts, tuned classical baselines, the results table.
 
-The protocol of the Online Retail chapter, usable on any validated log with a ``session_id``:
+The protocol of the Online Retail chapter, usable on any validated log with a ``session_id`` (the
+item-item meta-learner it trains lives in :mod:`metarec_ref.recipes.item_item`):
 
 - :func:`online_retail_cleaning` / :func:`load_online_retail_with_report`: the cleaned log of
-  :func:`~metarec_ref.data.loaders.clean_online_retail` and how many rows each rule dropped (rules
-  applied in order, so a row that breaks several counts once, at the first).
-- :func:`session_eval_tasks`: full-ranking :class:`~metarec_ref.eval.evaluate.EvalTasks` of one task
-  definition (:mod:`metarec_ref.data.sessions`) and support size K.
+  :func:`~metarec_ref.data.loaders.clean_online_retail` and how many rows each of its rules
+  (:func:`~metarec_ref.data.loaders.online_retail_rules`) dropped (rules applied in order, so a row
+  that breaks several counts once, at the first).
 - :class:`ClassicalBaselines`: item-kNN, EASE and recent popularity fitted once for every value of
   their grids; :meth:`ClassicalBaselines.tune` picks each on validation tasks.
-- :func:`with_support_items` / :func:`with_item_item_features`: tasks with the support items the
-  item-item scorer reads.
-- :func:`meta_train_item_item` / :func:`train_item_item_global`: the
-  :class:`~metarec_ref.models.item_item.ItemItemScorer` meta-trained with MAML or Meta-SGD, or trained on
-  pooled events (the global model); both read the similarity fitted without the training tasks'
-  own users and switch to the one fitted on all training events for evaluation.
 - :func:`ranking_table`: mean with a 95% CI, paired difference to the best baseline with its CI
   and verdict, and the seed spread, for every method and metric.
 """
@@ -23,24 +17,21 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from metarec_ref.batch import TaskBatch
 from metarec_ref.data.encoders import Encoders
 from metarec_ref.data.loaders import (
-    NON_PRODUCT_CODES,
+    ONLINE_RETAIL_RULES,
     clean_online_retail,
-    find_online_retail,
-    read_table,
+    online_retail_rules,
+    read_online_retail,
 )
-from metarec_ref.data.tasks import Tasks, ranking_targets, to_task_batch
-from metarec_ref.eval.baselines import SupervisedConfig, pool_events, train_supervised
 from metarec_ref.eval.classical import (
     ItemKNN,
     RecentPopularity,
@@ -50,36 +41,24 @@ from metarec_ref.eval.classical import (
 )
 from metarec_ref.eval.ease import EASE
 from metarec_ref.eval.evaluate import EvalTasks
-from metarec_ref.eval.metrics import bootstrap_ci
+from metarec_ref.eval.metrics import summarize_methods
 from metarec_ref.eval.paired import compare_to_best
-from metarec_ref.meta.functional import masked_bce_loss
-from metarec_ref.meta.maml import MAML, MetaSGD
-from metarec_ref.models.item_item import (
-    ItemItemScorer,
-    expand_support_items,
-    sampled_softmax_loss,
-    support_item_codes,
-)
-from metarec_ref.train.meta_trainer import MetaTrainConfig, MetaTrainer
 
-CLEANING_STEPS = ("raw rows", "cancellations", "no customer id", "quantity <= 0", "non-product codes",
-                  "exact duplicates")
+# The loader's rules (online_retail_rules), between the raw rows and the duplicates validation drops.
+CLEANING_STEPS = ("raw rows", *ONLINE_RETAIL_RULES, "exact duplicates")
 
 
 def online_retail_cleaning(raw: pd.DataFrame, drop_non_products: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Clean raw Online Retail rows; return ``(events, report)`` with the rows each rule dropped."""
+    """Clean raw Online Retail rows; return ``(events, report)`` with the rows each rule dropped.
+
+    The rules are the loader's own (:func:`~metarec_ref.data.loaders.online_retail_rules`).
+    """
     with warnings.catch_warnings():  # the duplicate count is in the report
         warnings.simplefilter("ignore", UserWarning)
         events = clean_online_retail(raw, drop_non_products=drop_non_products)
-    invoice = raw["InvoiceNo"].astype(str).str.strip()
-    rules = [
-        invoice.str.upper().str.startswith("C").to_numpy(),
-        raw["CustomerID"].isna().to_numpy(),
-        ~(pd.to_numeric(raw["Quantity"], errors="coerce") > 0).to_numpy(),
-        raw["StockCode"].astype(str).str.strip().isin(NON_PRODUCT_CODES).to_numpy() & drop_non_products,
-    ]
+    rules = online_retail_rules(raw, drop_non_products)
     left, keep, rows = len(raw), np.ones(len(raw), dtype=bool), [(CLEANING_STEPS[0], 0, len(raw))]
-    for name, drops in zip(CLEANING_STEPS[1:], rules):
+    for name, drops in rules.items():
         dropped = int((keep & drops).sum())
         keep &= ~drops
         left -= dropped
@@ -93,32 +72,7 @@ def online_retail_cleaning(raw: pd.DataFrame, drop_non_products: bool = True) ->
 def load_online_retail_with_report(path: str | os.PathLike | None = None,
                                    drop_non_products: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """:func:`~metarec_ref.data.loaders.load_online_retail` plus the cleaning report of :func:`online_retail_cleaning`."""
-    file = find_online_retail(path)
-    read_kwargs = {"dtype": {"InvoiceNo": str, "StockCode": str}} if file.suffix.lower() == ".csv" else {}
-    return online_retail_cleaning(read_table(file, **read_kwargs), drop_non_products)
-
-
-def session_eval_tasks(
-    build: Callable[..., Tasks],
-    events: pd.DataFrame,
-    k: int,
-    n_query: int,
-    encoders: Encoders,
-    candidates: Tensor,
-    history: pd.DataFrame,
-    seed: int = 0,
-    device: torch.device | str = "cpu",
-) -> EvalTasks | None:
-    """Full-ranking tasks over ``candidates`` (bool ``(n_items,)``) of one task builder; None if no user qualifies.
-
-    build: e.g. :func:`~metarec_ref.data.sessions.build_basket_tasks`; history: every event, so that
-    a sampled negative is never an item the user had before.
-    """
-    tasks = build(events, k, n_query, n_neg=1, history=history, seed=seed)
-    if tasks.num_tasks == 0:
-        return None
-    targets = ranking_targets(tasks, encoders, device, candidates=candidates)
-    return EvalTasks.from_catalog(to_task_batch(tasks, encoders, device), encoders.catalog(device), targets)
+    return online_retail_cleaning(read_online_retail(path), drop_non_products)
 
 
 @dataclass
@@ -162,116 +116,6 @@ class ClassicalBaselines:
         }
 
 
-@dataclass
-class ItemItemConfig:
-    """The item-item scorer and its training (inner loop, outer loop, task sizes)."""
-
-    algorithm: str = "maml"  # or "metasgd"
-    loss: str = "bce"  # or "softmax" (sampled softmax over the task's negatives)
-    hidden: int = 16
-    inner_steps: int = 1
-    inner_lr: float = 0.1
-    meta_steps: int = 300
-    meta_batch_size: int = 32
-    outer_lr: float = 3e-3
-    eval_every: int = 25
-    patience: int = 2  # evaluations without a better validation AUC before stopping
-    n_neg: int = 4  # sampled negatives per positive in training tasks
-    n_query: int = 10
-    max_support_items: int = 30  # support items the features read
-    max_support_events: int = 40  # support events (with negatives) the inner loop adapts on
-
-    def __post_init__(self) -> None:
-        if self.algorithm not in ("maml", "metasgd"):
-            raise ValueError(f"algorithm must be 'maml' or 'metasgd', got {self.algorithm!r}")
-        if self.loss not in ("bce", "softmax"):
-            raise ValueError(f"loss must be 'bce' or 'softmax', got {self.loss!r}")
-
-
-@dataclass
-class ItemItemInputs:
-    """Fixed inputs of the scorer: similarity for meta-training (fitted without the training
-    tasks' users), similarity for evaluation (all training events), popularity, item categories."""
-
-    sim_train: Tensor
-    sim_eval: Tensor
-    popularity: Tensor
-    item_category: Tensor = field(repr=False)
-
-
-def with_support_items(tasks: TaskBatch | EvalTasks, max_items: int | None = None,
-                       max_support_events: int | None = None) -> TaskBatch | EvalTasks:
-    """A copy of a TaskBatch / EvalTasks whose feature dicts also hold ``support_items``
-    ``(tasks, n, K)``: the task's positive support items (at most ``max_items``).
-
-    ``max_support_events`` then keeps only the first support events (negatives included) for the
-    inner loop, so a task with a huge first basket stays cheap to adapt; the support items are
-    taken from the whole support set before that cut.
-    """
-    batch = tasks.batch if isinstance(tasks, EvalTasks) else tasks
-    codes = support_item_codes(batch, max_items)
-    cut = slice(None, max_support_events)
-    support_x = {k: v[:, cut] for k, v in batch.support_x.items()}
-    out = TaskBatch(
-        expand_support_items(support_x, codes), batch.support_y[:, cut], batch.support_mask[:, cut],
-        expand_support_items(batch.query_x, codes), batch.query_y, batch.query_mask, batch.task_ids,
-    )
-    if isinstance(tasks, EvalTasks):
-        cand = None if tasks.candidates_x is None else expand_support_items(tasks.candidates_x, codes)
-        return EvalTasks(out, cand, tasks.candidates, tasks.relevant)
-    return out
-
-
-def with_item_item_features(tasks, config: ItemItemConfig):
-    """Tasks (TaskBatch or EvalTasks) with the support items the scorer reads."""
-    return with_support_items(tasks, config.max_support_items, config.max_support_events)
-
-
-def item_item_training_batch(build: Callable[..., Tasks], task_events: pd.DataFrame, k: int, encoders: Encoders,
-                             history: pd.DataFrame, config: ItemItemConfig, seed: int = 0,
-                             device: torch.device | str = "cpu") -> TaskBatch:
-    """Meta-training tasks (``config.n_neg`` negatives per positive) with the scorer's features."""
-    tasks = build(task_events, k, config.n_query, n_neg=config.n_neg, history=history, seed=seed)
-    if tasks.num_tasks == 0:
-        raise ValueError(f"no meta-training task has {k} support events; lower k or give more training users")
-    return with_item_item_features(to_task_batch(tasks, encoders, device), config)
-
-
-def _scorer(inputs: ItemItemInputs, train_batch: TaskBatch, config: ItemItemConfig) -> ItemItemScorer:
-    """A fresh scorer on the training batch's device, standardised on its support sets."""
-    model = ItemItemScorer(inputs.sim_train.shape[-1], inputs.sim_train, inputs.popularity,
-                           inputs.item_category, hidden=config.hidden).to(train_batch.device)
-    model.fit_feature_scaling(train_batch.support_x, train_batch.support_mask)
-    return model
-
-
-def meta_train_item_item(inputs: ItemItemInputs, train_batch: TaskBatch, val_tasks: EvalTasks | TaskBatch,
-                         config: ItemItemConfig, seed: int = 0) -> nn.Module:
-    """MAML / Meta-SGD on the scorer's head, early-stopped on validation AUC; ready to evaluate."""
-    torch.manual_seed(seed)
-    model = _scorer(inputs, train_batch, config)
-    cls = MAML if config.algorithm == "maml" else MetaSGD
-    loss_fn = sampled_softmax_loss if config.loss == "softmax" else masked_bce_loss
-    learner = cls(model, loss_fn=loss_fn, inner_steps=config.inner_steps, inner_lr=config.inner_lr, adapt="head")
-    outer = MetaTrainConfig(meta_batch_size=config.meta_batch_size, outer_lr=config.outer_lr,
-                            meta_steps=config.meta_steps, eval_every=config.eval_every,
-                            patience=config.patience, monitor="val_auc", seed=seed)
-    val_batch = val_tasks.batch if isinstance(val_tasks, EvalTasks) else val_tasks
-    MetaTrainer(learner, train_batch, with_item_item_features(val_batch, config), outer, disable=True).fit()
-    model.set_similarity(inputs.sim_eval)
-    return learner
-
-
-def train_item_item_global(inputs: ItemItemInputs, train_batch: TaskBatch, config: ItemItemConfig,
-                           seed: int = 0, epochs: int = 2) -> ItemItemScorer:
-    """The same scorer trained on the pooled events of the training tasks (no per-task adaptation)."""
-    torch.manual_seed(seed)
-    model = _scorer(inputs, train_batch, config)
-    train_supervised(model, *pool_events(train_batch), SupervisedConfig(epochs=epochs, seed=seed), disable=True)
-    model.set_similarity(inputs.sim_eval)
-    return model
-
-
 def stack_seeds(per_seed: Sequence[Mapping[str, Tensor]]) -> dict[str, Tensor]:
     """Per-task metrics of several seeds ``[{metric: (tasks,)}]`` -> ``{metric: (seeds, tasks)}``."""
     if not per_seed:
@@ -285,24 +129,20 @@ def ranking_table(per_task: Mapping[str, Mapping[str, Tensor]], baselines: Seque
     baseline (``diff``, ``diff_low``, ``diff_high``, ``verdict``), seeds and their spread.
 
     per_task: ``{method: {metric: (tasks,) or (seeds, tasks)}}`` on the same tasks; a method with
-    seeds is averaged per task first; ``seed_std`` is the std of its per-seed means (0 with one seed).
+    seeds is averaged per task first. The CI and the seed spread are those of the results table
+    (:func:`~metarec_ref.eval.metrics.summarize_methods`: ``seed_std`` is the standard deviation,
+    with ``n - 1``, of a method's per-seed means; 0 with one seed).
     """
     frames = []
     for metric in metrics:
         table = compare_to_best(per_task, baselines, metric, n_boot=n_boot, seed=seed)
         table = table.rename(columns={"ci_low": "diff_low", "ci_high": "diff_high"})
-        low, high, n_seeds, spread = [], [], [], []
-        for name in table["method"]:
-            values = torch.as_tensor(per_task[name][metric], dtype=torch.float64)
-            seeds = values.reshape(-1, values.shape[-1])  # (seeds, tasks)
-            ci = bootstrap_ci(seeds.nanmean(0), n_boot=n_boot, seed=seed)
-            low.append(ci.ci_low)
-            high.append(ci.ci_high)
-            n_seeds.append(seeds.shape[0])
-            spread.append(float(seeds.nanmean(1).std(unbiased=False)) if seeds.shape[0] > 1 else 0.0)
-        table.insert(3, "ci_low", low)
-        table.insert(4, "ci_high", high)
-        table["n_seeds"], table["seed_std"] = n_seeds, spread
+        summary = summarize_methods({name: {metric: per_task[name][metric]} for name in table["method"]},
+                                    n_boot=n_boot, seed=seed)
+        table.insert(3, "ci_low", summary["ci_low"].to_numpy())
+        table.insert(4, "ci_high", summary["ci_high"].to_numpy())
+        table["n_seeds"] = summary["n_seeds"].to_numpy() if "n_seeds" in summary else 1
+        table["seed_std"] = summary["seed_std"].to_numpy() if "seed_std" in summary else 0.0
         frames.append(table)
     return pd.concat(frames, ignore_index=True)
 
@@ -318,7 +158,6 @@ __all__ = [
     "meta_train_item_item",
     "online_retail_cleaning",
     "ranking_table",
-    "session_eval_tasks",
     "stack_seeds",
     "train_item_item_global",
     "with_item_item_features",

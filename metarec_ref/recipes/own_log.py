@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -24,27 +25,31 @@ import pandas as pd
 import torch
 
 from metarec_ref.data.encoders import Encoders
+from metarec_ref.data.evidence import EvidenceNeeds
 from metarec_ref.data.log_profile import LogProfile, profile_log
-from metarec_ref.data.protocol_parts import PROTOCOL_BUILDERS
-from metarec_ref.data.protocols import ProtocolChoice, choose_protocol
-from metarec_ref.data.tasks import Tasks, ranking_targets, to_task_batch
-from metarec_ref.eval.baselines import FineTune, GlobalModel
+from metarec_ref.data.negatives import NegativeSampling
+from metarec_ref.data.protocols import PROTOCOL_BUILDERS, ProtocolChoice, ProtocolSplit, choose_protocol
+from metarec_ref.data.tasks import Tasks, to_task_batch
+from metarec_ref.eval.baselines import FineTune, GlobalModel, tune_fine_tuning
 from metarec_ref.eval.evaluate import EvalTasks, per_task_metrics
-from metarec_ref.eval.metrics import bootstrap_ci
-from metarec_ref.eval.paired import holm_adjust, paired_bootstrap, verdict
-from metarec_ref.recipes.online_retail import item_item_training_batch
+from metarec_ref.eval.metrics import summarize_methods
+from metarec_ref.eval.paired import holm_verdicts, paired_bootstrap
+from metarec_ref.recipes.item_item import item_item_training_batch
+from metarec_ref.recipes.online_retail import ClassicalGrid
 from metarec_ref.recipes.own_log_methods import (
+    ITEM_ITEM,
     LEARNER_NAMES,
+    LearnerRecipe,
     fit_classical,
     fit_global_model,
     item_item_setup,
     item_item_tasks,
     train_item_item,
     train_meta_learner,
-    tune_fine_tune,
     tune_meta_learner,
 )
 from metarec_ref.runtime import seed_everything, warn_if_on_grid_edge
+from metarec_ref.train.meta_trainer import MetaTrainConfig
 
 RANKING_CELLS_MB = 200  # memory for one chunk of full-ranking scores (tasks x items x hidden units)
 
@@ -151,19 +156,7 @@ def _capped(tasks: Tasks, cap: int, seed: int) -> Tasks:
 
 
 def _eval_tasks(tasks: Tasks, encoders: Encoders, device, ranking: bool) -> EvalTasks:
-    batch = to_task_batch(tasks, encoders, device)
-    if not ranking:
-        return EvalTasks(batch)
-    return EvalTasks.from_catalog(batch, encoders.catalog(device), ranking_targets(tasks, encoders, device))
-
-
-def _results_row(name: str, metric: str, values: torch.Tensor, n_boot: int, seed: int) -> dict:
-    seeds = values.reshape(-1, values.shape[-1]).to(torch.float64)  # (seeds, tasks)
-    ci = bootstrap_ci(seeds.nanmean(0), n_boot=n_boot, seed=seed)
-    seed_means = seeds.nanmean(1)
-    return {"method": name, "metric": metric, "mean": float(seeds.nanmean()), "ci_low": ci.ci_low,
-            "ci_high": ci.ci_high, "n_tasks": int((~seeds.isnan().all(0)).sum()), "n_seeds": seeds.shape[0],
-            "seed_std": float(seed_means.std()) if seeds.shape[0] > 1 else 0.0}
+    return EvalTasks.from_tasks(tasks, encoders, device) if ranking else EvalTasks(to_task_batch(tasks, encoders, device))
 
 
 def verdict_table(per_task: dict[str, dict[str, torch.Tensor]], learners: list[str], baselines: list[str],
@@ -172,7 +165,8 @@ def verdict_table(per_task: dict[str, dict[str, torch.Tensor]], learners: list[s
 
     per_task: ``{method: {metric: (tasks,) or (seeds, tasks)}}`` on the same test users. The
     reference is the baseline with the best mean; the CI resamples users and seeds; a verdict is
-    "better" / "worse" only when the Holm-adjusted p-value is below 0.05.
+    "better" / "worse" only when the Holm-adjusted p-value is below 0.05
+    (:func:`~metarec_ref.eval.paired.holm_verdicts`).
     """
     rows = []
     for metric in metrics:
@@ -181,13 +175,13 @@ def verdict_table(per_task: dict[str, dict[str, torch.Tensor]], learners: list[s
         for name in learners:
             d = paired_bootstrap(per_task[name][metric], per_task[reference][metric], n_boot, seed=seed)
             rows.append({"learner": name, "metric": metric, "reference": reference, "diff": d.mean,
-                         "ci_low": d.ci_low, "ci_high": d.ci_high, "p_value": d.p_value, "n_tasks": d.n_tasks})
+                         "ci_low": d.ci_low, "ci_high": d.ci_high, "p_value": d.p_value, "n_tasks": d.n_tasks,
+                         "verdict": d.verdict})
     table = pd.DataFrame(rows)
     if table.empty:
         return table
-    table["p_holm"] = holm_adjust(table["p_value"].to_numpy())
-    table["verdict"] = [verdict(lo, hi) if p < 0.05 else "no detectable difference"
-                        for lo, hi, p in zip(table["ci_low"], table["ci_high"], table["p_holm"])]
+    table = holm_verdicts(table, level=0.95)
+    table["verdict"] = table.pop("verdict_holm")
     table["comparisons"] = len(table)
     return table
 
@@ -197,9 +191,24 @@ def run_own_log(events: pd.DataFrame, config: OwnLogConfig | None = None,
                 choice: ProtocolChoice | None = None, progress=None) -> OwnLogResult:
     """Profile, protocol, baselines, learners and verdicts on a validated log (see the module doc).
 
-    profile, choice: already computed by the caller (a chapter shows them first); else computed
-    here from ``config``. progress: optional callable ``progress(stage: str)`` told when each
-    stage starts.
+    Args:
+        events: a validated log (:func:`~metarec_ref.data.loaders.load_events` or
+            :func:`~metarec_ref.data.schema.validate_events`).
+        config: every choice of the comparison (:class:`OwnLogConfig`): task sizes, protocol,
+            negatives, model, learners and their grids, baselines' grids, seeds; None: its defaults.
+        device: where models train and score.
+        profile: the log's profile when the caller already has it (a chapter shows it first);
+            None: computed here.
+        choice: the protocol when the caller already chose it with ``config``'s task sizes; None:
+            :func:`~metarec_ref.data.protocols.choose_protocol` with ``config``.
+        progress: optional callable ``progress(stage: str)`` told when each stage starts.
+
+    Returns:
+        :class:`OwnLogResult`: the profile, the protocol and its evidence, and, when the evidence is
+        enough, the results table (mean, 95% CI and seed spread per method and metric), the verdicts
+        of each learner against the best baseline (Holm-corrected), the values tuned on validation
+        users, the grids whose chosen value sits on an edge, and what was skipped and why. With too
+        little evidence, ``enough`` is False and ``stop_reason`` says which filter stopped it.
     """
     config = config or OwnLogConfig()
     say = progress or (lambda stage: None)
@@ -217,8 +226,8 @@ def run_own_log(events: pd.DataFrame, config: OwnLogConfig | None = None,
     if choice is None:
         choice = choose_protocol(
             events, k_support=config.k_support, n_query=config.n_query, protocol=config.protocol,
-            min_val_tasks=config.min_val_tasks, min_test_tasks=config.min_test_tasks,
-            cut_quantile=config.cut_quantile, seed=config.seed)
+            split=ProtocolSplit(cut_quantile=config.cut_quantile, seed=config.seed),
+            needs=EvidenceNeeds(min_val_tasks=config.min_val_tasks, min_test_tasks=config.min_test_tasks))
     elif (choice.k_support, choice.n_query) != (config.k_support, config.n_query):
         raise ValueError(f"choice was made for k_support={choice.k_support}, n_query={choice.n_query}; "
                          f"config asks for {config.k_support}, {config.n_query}")
@@ -230,7 +239,8 @@ def run_own_log(events: pd.DataFrame, config: OwnLogConfig | None = None,
     say("tasks")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        tasks = choice.build_tasks(n_neg=config.n_neg, negatives=config.negatives, history=events, seed=config.seed)
+        negatives = NegativeSampling(config.n_neg, config.negatives, history=events) if config.n_neg else None
+        tasks = choice.build_tasks(negatives=negatives, seed=config.seed)
     encoders = Encoders.fit(events)
     ranking = choice.parts.entity == "user_id"
     train = _capped(tasks["train"], config.max_train_tasks, config.seed)
@@ -249,10 +259,10 @@ def run_own_log(events: pd.DataFrame, config: OwnLogConfig | None = None,
     baselines: list[str] = []
     if ranking:
         say("classical baselines")
-        classical, result.skipped = fit_classical(
-            choice.parts.train, encoders, val, shrinkage_grid=config.shrinkage_grid,
-            ease_lambdas=config.ease_lambdas, window_days=config.window_days,
-            ease_max_items=config.ease_max_items, ease_top_items=config.ease_top_items, chunk_size=chunk)
+        grid = ClassicalGrid(config.shrinkage_grid, config.ease_lambdas, config.window_days)
+        classical, result.skipped = fit_classical(choice.parts.train, encoders, val, grid,
+                                                  ease_items=(config.ease_max_items, config.ease_top_items),
+                                                  chunk_size=chunk)
         for name, fitted in classical.items():
             per_task[name] = scores(fitted.method, test)
             result.tuning[name] = fitted.chosen
@@ -260,13 +270,16 @@ def run_own_log(events: pd.DataFrame, config: OwnLogConfig | None = None,
         lap("classical baselines")
 
     say("meta-learner tuning")
-    tuned = {}
-    for algorithm in (a for a in config.learners if a != "item_item"):
-        tuned[algorithm] = tune_meta_learner(
-            algorithm, config.model, encoders.spec, train_batch, val.batch,
-            inner_lr_grid=config.inner_lr_grid, inner_steps_grid=config.inner_steps_grid, adapt=config.adapt,
-            max_meta_steps=config.max_meta_steps, meta_batch_size=config.meta_batch_size,
-            outer_lr=config.outer_lr, seed=config.seed, device=device, max_grid_points=config.max_grid_points)
+    tuned, recipes = {}, {}
+    points = list(itertools.product(config.inner_lr_grid, config.inner_steps_grid))
+    # Evaluations every tenth of the meta-steps, stopping after 3 without a better validation AUC.
+    outer = MetaTrainConfig(meta_batch_size=min(config.meta_batch_size, train_batch.num_tasks),
+                            outer_lr=config.outer_lr, meta_steps=config.max_meta_steps,
+                            eval_every=max(config.max_meta_steps // 10, 1), patience=3, monitor="val_auc")
+    for algorithm in (a for a in config.learners if a != ITEM_ITEM):
+        recipes[algorithm] = LearnerRecipe(algorithm, config.model, encoders.spec, config.adapt, outer, device)
+        tuned[algorithm] = tune_meta_learner(recipes[algorithm], train_batch, val.batch, points, seed=config.seed,
+                                             max_grid_points=config.max_grid_points)
         result.tuning[LEARNER_NAMES[algorithm]] = {**tuned[algorithm].chosen,
                                                    "grid points tried": int(tuned[algorithm].grid["tried"].sum())}
     lap("meta-learner tuning")
@@ -274,11 +287,11 @@ def run_own_log(events: pd.DataFrame, config: OwnLogConfig | None = None,
     steps_grid = sorted({1, 3, *(t.chosen["inner_steps"] for t in tuned.values())})
 
     item_item = None
-    if "item_item" in config.learners:
+    if ITEM_ITEM in config.learners:
         if not ranking:
-            result.skipped[LEARNER_NAMES["item_item"]] = "it ranks items for users; this protocol's tasks are items"
+            result.skipped[LEARNER_NAMES[ITEM_ITEM]] = "it ranks items for users; this protocol's tasks are items"
         elif encoders.spec.n_items > config.item_item_max_items:
-            result.skipped[LEARNER_NAMES["item_item"]] = (
+            result.skipped[LEARNER_NAMES[ITEM_ITEM]] = (
                 f"{encoders.spec.n_items:,} item codes exceed ITEM_ITEM_MAX_ITEMS = {config.item_item_max_items:,} "
                 "(its item-item similarity is a dense matrix)")
         else:
@@ -287,9 +300,10 @@ def run_own_log(events: pd.DataFrame, config: OwnLogConfig | None = None,
                 n_query=config.n_query, meta_steps=config.max_meta_steps, seed=config.seed)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
-                ii_train = item_item_training_batch(
-                    PROTOCOL_BUILDERS[choice.name], task_events, config.k_support, encoders, events,
-                    item_item.config, config.seed, device)
+                ii_tasks = PROTOCOL_BUILDERS[choice.name](
+                    task_events, config.k_support, item_item.config.n_query,
+                    negatives=NegativeSampling(item_item.config.n_neg, history=events), seed=config.seed)
+                ii_train = item_item_training_batch(ii_tasks, encoders, item_item.config, device)
             if ii_train.num_tasks > config.max_train_tasks:
                 keep = np.sort(np.random.default_rng(config.seed).choice(ii_train.num_tasks, config.max_train_tasks,
                                                                          replace=False))
@@ -304,25 +318,22 @@ def run_own_log(events: pd.DataFrame, config: OwnLogConfig | None = None,
         global_model = fit_global_model(config.model, encoders.spec, train_batch, epochs=config.global_epochs,
                                         seed=seed, device=device)
         if s == 0:
-            fine_tune = tune_fine_tune(global_model, val.batch, steps_grid=steps_grid,
-                                       lr_grid=config.fine_tune_lr_grid, adapt=config.adapt)
+            fine_tune = tune_fine_tuning(global_model, val.batch, steps_grid, config.fine_tune_lr_grid,
+                                         adapt=config.adapt)
             result.tuning["fine-tune"] = fine_tune.chosen
             fine_tune_method = fine_tune.method
         else:
-            fine_tune_method = FineTune(global_model, fine_tune.chosen["steps"], fine_tune.chosen["lr"],
-                                        adapt=config.adapt)
+            fine_tune_method = FineTune(global_model, fine_tune.steps, fine_tune.lr, adapt=config.adapt)
         seeded.setdefault("global model", []).append(scores(GlobalModel(global_model), test))
         seeded.setdefault("fine-tune", []).append(scores(fine_tune_method, test))
         for algorithm, fitted in tuned.items():
             learner = fitted.method if s == 0 else train_meta_learner(
-                algorithm, config.model, encoders.spec, train_batch, val.batch,
-                inner_lr=fitted.chosen["inner_lr"], inner_steps=fitted.chosen["inner_steps"], adapt=config.adapt,
-                max_meta_steps=config.max_meta_steps, meta_batch_size=config.meta_batch_size,
-                outer_lr=config.outer_lr, seed=seed, device=device)[0]
+                recipes[algorithm], train_batch, val.batch, inner_lr=fitted.chosen["inner_lr"],
+                inner_steps=fitted.chosen["inner_steps"], seed=seed)[0]
             seeded.setdefault(LEARNER_NAMES[algorithm], []).append(scores(learner, test))
         if item_item is not None:
             learner = train_item_item(item_item, ii_train, val, seed)
-            seeded.setdefault(LEARNER_NAMES["item_item"], []).append(scores(learner, ii_test))
+            seeded.setdefault(LEARNER_NAMES[ITEM_ITEM], []).append(scores(learner, ii_test))
     for name, runs in seeded.items():
         per_task[name] = {m: torch.stack([r[m] for r in runs]) for m in runs[0]}
     baselines += ["global model", "fine-tune"]
@@ -331,8 +342,8 @@ def run_own_log(events: pd.DataFrame, config: OwnLogConfig | None = None,
 
     metrics = ("ndcg@10", "hr@10", "auc") if ranking else ("auc",)
     learners = [name for name in per_task if name not in baselines]
-    result.results = pd.DataFrame([_results_row(name, m, values[m], config.n_boot, config.seed)
-                                   for name, values in per_task.items() for m in metrics if m in values])
+    result.results = summarize_methods({name: {m: values[m] for m in metrics if m in values}
+                                        for name, values in per_task.items()}, n_boot=config.n_boot, seed=config.seed)
     verdict_metrics = ("ndcg@10", "auc") if ranking else ("auc",)
     result.verdicts = verdict_table(per_task, learners, baselines, verdict_metrics, config.n_boot, config.seed)
     lap("verdicts")

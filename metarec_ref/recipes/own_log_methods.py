@@ -1,30 +1,31 @@
 """The methods of the own-log comparison, each fitted on training data and tuned on validation users.
 
 Baselines: popularity, recent popularity, item-kNN and EASE (:mod:`metarec_ref.eval.classical`),
-a global model trained on the pooled training events and per-user fine-tuning of it. Learners:
-MAML and Meta-SGD on the same model, and the item-item meta-learner of the Online Retail chapter.
-Every tuned value is chosen on validation users only; the test users are never read here.
+a global model trained on the pooled training events and per-user fine-tuning of it (tuned with
+:func:`~metarec_ref.eval.baselines.tune_fine_tuning`). Learners: any gradient-based algorithm of
+:data:`~metarec_ref.meta.learners.ALGORITHMS` on the same model (MAML and Meta-SGD by default),
+meta-trained as a :class:`LearnerRecipe` says, and the item-item meta-learner
+(:mod:`metarec_ref.recipes.item_item`). Every tuned value is chosen on validation users only; the
+test users are never read here.
 """
 
 from __future__ import annotations
 
-import itertools
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
 import torch
 from torch import nn
 
-from metarec_ref.batch import TaskBatch
+from metarec_ref.batch import FeatureSpec, TaskBatch
 from metarec_ref.data.encoders import Encoders
-from metarec_ref.data.splits import holdout_users
+from metarec_ref.data.splits import split_users
 from metarec_ref.eval.baselines import (
-    FineTune,
     SupervisedConfig,
     pool_events,
     train_supervised,
-    tune_fine_tuning,
 )
 from metarec_ref.eval.classical import (
     DEFAULT_NEIGHBORS,
@@ -35,18 +36,21 @@ from metarec_ref.eval.classical import (
 )
 from metarec_ref.eval.ease import EASE, ease_fits, ease_memory_gb
 from metarec_ref.eval.evaluate import EvalTasks
-from metarec_ref.meta.learners import build_learner
-from metarec_ref.meta.maml import InnerLoopConfig
+from metarec_ref.meta.learners import ALGORITHMS, build_learner
 from metarec_ref.models.recommenders import build_model
-from metarec_ref.recipes.online_retail import (
+from metarec_ref.recipes.item_item import (
     ItemItemConfig,
     ItemItemInputs,
     meta_train_item_item,
     with_item_item_features,
 )
+from metarec_ref.recipes.online_retail import ClassicalGrid
 from metarec_ref.train.meta_trainer import MetaTrainConfig, MetaTrainer, validation_metrics
 
-LEARNER_NAMES = {"maml": "MAML", "metasgd": "Meta-SGD", "item_item": "item-item meta-learner"}
+ITEM_ITEM = "item_item"  # the item-item meta-learner's name among the learners of the own-log comparison
+# Display names: every gradient-based algorithm of ALGORITHMS, and the item-item meta-learner.
+LEARNER_NAMES = {**{name: entry.label for name, entry in ALGORITHMS.items() if entry.inner_loop},
+                 ITEM_ITEM: "item-item meta-learner"}
 
 
 @dataclass
@@ -58,28 +62,30 @@ class Fitted:
     grid: pd.DataFrame | None = None
 
 
-def fit_classical(train_events: pd.DataFrame, encoders: Encoders, val: EvalTasks, *,
-                  shrinkage_grid, ease_lambdas, window_days, ease_max_items: int, ease_top_items: int,
-                  metric: str = "ndcg@10", chunk_size: int = 256) -> tuple[dict[str, Fitted], dict[str, str]]:
-    """Popularity, recent popularity, item-kNN and EASE, each tuned on ``val``; and what was skipped, why.
+def fit_classical(train_events: pd.DataFrame, encoders: Encoders, val: EvalTasks, grid: ClassicalGrid, *,
+                  ease_items: tuple[int, int], chunk_size: int = 256) -> tuple[dict[str, Fitted], dict[str, str]]:
+    """Popularity, recent popularity, item-kNN and EASE, each tuned on ``val`` by NDCG@10; and what was skipped, why.
 
-    chunk_size: validation tasks scored at once (full ranking holds ``chunk_size x n_items`` scores).
+    grid: the values tried (all-time popularity is always one of them);
+    ease_items: ``(max_items, top_items)``: above ``max_items`` item codes, EASE is fitted on the
+    ``top_items`` most popular items; chunk_size: validation tasks scored at once (full ranking
+    holds ``chunk_size x n_items`` scores).
     """
     def tune(methods: dict, values: list):
-        return tune_hyperparameter(methods.__getitem__, values, val, metric, chunk_size=chunk_size)
+        return tune_hyperparameter(methods.__getitem__, values, val, "ndcg@10", chunk_size=chunk_size)
 
     fitted, skipped = {}, {}
-    windows = list(dict.fromkeys([*window_days, None]))
+    windows = list(dict.fromkeys([*grid.window_days, None]))
     recent = {w: RecentPopularity.fit(train_events, encoders, window_days=w) for w in windows}
     fitted["popularity"] = Fitted(recent[None], {"window_days": "all time"})
     best = tune(recent, [w for w in windows if w is not None] or [None])
     fitted["recent popularity"] = Fitted(best.method, {"window_days": best.value}, best.table)
-    knn = ItemKNN.fit_grid(train_events, encoders, shrinkages=list(shrinkage_grid))
+    knn = ItemKNN.fit_grid(train_events, encoders, shrinkages=list(grid.shrinkage))
     best = tune(knn, list(knn))
     fitted["item-kNN"] = Fitted(best.method, {"shrinkage": best.value, "neighbours": DEFAULT_NEIGHBORS}, best.table)
-    n_items = encoders.spec.n_items
+    n_items, (ease_max_items, ease_top_items) = encoders.spec.n_items, ease_items
     top_items = None if ease_fits(n_items, ease_max_items) else ease_top_items
-    ease = EASE.fit_grid(train_events, encoders, lambdas=list(ease_lambdas), top_items=top_items)
+    ease = EASE.fit_grid(train_events, encoders, lambdas=list(grid.ease_lambda), top_items=top_items)
     best = tune(ease, list(ease))
     name = "EASE" if top_items is None else f"EASE (top {top_items:,} items)"
     fitted[name] = Fitted(best.method, {"lambda": best.value}, best.table)
@@ -99,34 +105,36 @@ def fit_global_model(model_name: str, spec, train_batch: TaskBatch, *, epochs: i
     return model
 
 
-def tune_fine_tune(global_model: nn.Module, val_batch: TaskBatch, *, steps_grid, lr_grid,
-                   adapt: str = "all") -> Fitted:
-    """Per-user fine-tuning of the global model, steps and learning rate chosen by validation loss."""
-    choice = tune_fine_tuning(global_model, val_batch, steps_grid=steps_grid, lr_grid=lr_grid, adapt=adapt)
-    return Fitted(FineTune(global_model, choice.steps, choice.lr, adapt=adapt),
-                  {"steps": choice.steps, "lr": choice.lr}, choice.table)
+@dataclass(frozen=True)
+class LearnerRecipe:
+    """What every grid point and seed of one learner share: the algorithm, the model, what adapts, the outer loop.
+
+    outer: the outer loop (meta-batch size, outer learning rate, at most ``meta_steps``), early-stopped
+    on validation AUC; its seed is replaced by each run's.
+    """
+
+    algorithm: str
+    model: str
+    spec: FeatureSpec
+    adapt: str
+    outer: MetaTrainConfig
+    device: torch.device | str = "cpu"
 
 
-def train_meta_learner(algorithm: str, model_name: str, spec, train_batch: TaskBatch, val_batch: TaskBatch, *,
-                       inner_lr: float, inner_steps: int, adapt: str = "all", max_meta_steps: int, meta_batch_size: int,
-                       outer_lr: float, seed: int, device: torch.device | str) -> tuple[nn.Module, pd.DataFrame]:
-    """MAML or Meta-SGD meta-trained from scratch, early-stopped on validation AUC (best step restored)."""
+def train_meta_learner(recipe: LearnerRecipe, train_batch: TaskBatch, val_batch: TaskBatch, *, inner_lr: float,
+                       inner_steps: int, seed: int) -> tuple[nn.Module, pd.DataFrame]:
+    """The learner meta-trained from scratch, early-stopped on validation AUC (best step restored)."""
     torch.manual_seed(seed)
-    inner = InnerLoopConfig(inner_steps=inner_steps, inner_lr=inner_lr, adapt=adapt)
-    learner = build_learner(algorithm, build_model(model_name, spec), inner).to(device)
-    config = MetaTrainConfig(
-        meta_batch_size=min(meta_batch_size, train_batch.num_tasks), outer_lr=outer_lr,
-        meta_steps=max_meta_steps, eval_every=max(max_meta_steps // 10, 1), patience=3,
-        monitor="val_auc", seed=seed,
-    )
-    history = MetaTrainer(learner, train_batch, val_batch, config, disable=True).fit()
+    learner = build_learner(recipe.algorithm, build_model(recipe.model, recipe.spec), inner_steps=inner_steps,
+                            inner_lr=inner_lr, adapt=recipe.adapt).to(recipe.device)
+    history = MetaTrainer(learner, train_batch, val_batch, replace(recipe.outer, seed=seed), disable=True).fit()
     return learner, history
 
 
-def tune_meta_learner(algorithm: str, model_name: str, spec, train_batch: TaskBatch, val_batch: TaskBatch, *,
-                      inner_lr_grid, inner_steps_grid, adapt: str = "all", max_meta_steps: int, meta_batch_size: int,
-                      outer_lr: float, seed: int, device, max_grid_points: int | None = None) -> Fitted:
-    """Grid over inner learning rate and steps (meta-steps by early stopping), by validation AUC.
+def tune_meta_learner(recipe: LearnerRecipe, train_batch: TaskBatch, val_batch: TaskBatch,
+                      points: Sequence[tuple[float, int]], *, seed: int,
+                      max_grid_points: int | None = None) -> Fitted:
+    """Grid over ``points`` = (inner learning rate, inner steps), meta-steps by early stopping, by validation AUC.
 
     The first ``max_grid_points`` points in grid order run (all when None); the table says which
     were tried. A count, not a time budget, so the choice does not depend on the machine's load.
@@ -134,18 +142,17 @@ def tune_meta_learner(algorithm: str, model_name: str, spec, train_batch: TaskBa
     if max_grid_points is not None and max_grid_points < 1:
         raise ValueError(f"max_grid_points must be None or >= 1, got {max_grid_points!r}")
     rows, best, best_auc = [], None, -float("inf")
-    for point, (lr, steps) in enumerate(itertools.product(inner_lr_grid, inner_steps_grid)):
+    for point, (lr, steps) in enumerate(points):
         if max_grid_points is not None and point >= max_grid_points:
             rows.append({"inner_lr": lr, "inner_steps": steps, "meta_steps": None, "val_auc": None,
                          "tried": False})
             continue
-        learner, history = train_meta_learner(
-            algorithm, model_name, spec, train_batch, val_batch, inner_lr=lr, inner_steps=steps, adapt=adapt,
-            max_meta_steps=max_meta_steps, meta_batch_size=meta_batch_size, outer_lr=outer_lr, seed=seed,
-            device=device)
+        learner, history = train_meta_learner(recipe, train_batch, val_batch, inner_lr=lr, inner_steps=steps,
+                                              seed=seed)
         auc = validation_metrics(learner, val_batch).get("val_auc", float("nan"))
         evaluated = history.dropna(subset=["val_auc"]) if "val_auc" in history else history.iloc[:0]
-        best_step = int(evaluated.loc[evaluated["val_auc"].idxmax(), "step"]) if len(evaluated) else max_meta_steps
+        best_step = (int(evaluated.loc[evaluated["val_auc"].idxmax(), "step"]) if len(evaluated)
+                     else recipe.outer.meta_steps)
         rows.append({"inner_lr": lr, "inner_steps": steps, "meta_steps": best_step, "val_auc": auc, "tried": True})
         if auc > best_auc or best is None:
             best, best_auc = learner, auc
@@ -168,7 +175,7 @@ def item_item_setup(train_events: pd.DataFrame, encoders: Encoders, knn: Fitted,
     Returns the setup and the events of the users whose tasks train it (no leakage: their own
     co-occurrences are not in the training similarity).
     """
-    fit_events, task_events = holdout_users(train_events, 0.3, seed=seed)
+    fit_events, task_events = split_users(train_events, (0.3,), seed=seed)
     shrinkage = knn.chosen["shrinkage"]
     # Dense similarities with every neighbour: the scorer reads whole rows (small catalogues only).
     inputs = ItemItemInputs(
@@ -189,15 +196,16 @@ def item_item_tasks(tasks: EvalTasks | TaskBatch, setup: ItemItemSetup):
 
 
 __all__ = [
+    "ITEM_ITEM",
     "Fitted",
     "ItemItemSetup",
     "LEARNER_NAMES",
+    "LearnerRecipe",
     "fit_classical",
     "fit_global_model",
     "item_item_setup",
     "item_item_tasks",
     "train_item_item",
     "train_meta_learner",
-    "tune_fine_tune",
     "tune_meta_learner",
 ]

@@ -11,7 +11,7 @@ benchmarks all call it, so they cut the same tasks from the same log.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -19,6 +19,7 @@ import torch
 
 from metarec_ref.batch import FeatureSpec, TaskBatch
 from metarec_ref.data.encoders import Encoders
+from metarec_ref.data.negatives import NegativeSampling
 from metarec_ref.data.schema import validate_events
 from metarec_ref.data.splits import ColdStartSplit, temporal_cold_start_split
 from metarec_ref.data.tasks import build_user_tasks, to_task_batch
@@ -56,61 +57,78 @@ class ColdStartTasks:
         return counts
 
 
+@dataclass(frozen=True)
+class ColdStartCut:
+    """How a log is cut into cold-start tasks: task sizes, negatives, the cut time, the test cells, the seed.
+
+    Args:
+        k_support: support events per user task.
+        n_query: query events per task at most.
+        negatives: sampled negatives of every part (validation and test ones drawn against the
+            whole log, so a new user's negatives skip what they saw before); None: none.
+        cut_quantile: the cut time, a quantile of the timestamps.
+        cells: cold-start cells of the test users to evaluate on (``()`` builds no test tasks).
+        available_items_only: rank only items already in the catalog before the cut time.
+        seed: training tasks use ``seed``, validation ``seed + 1``, test ``seed + 2``.
+    """
+
+    k_support: int = 5
+    n_query: int = 10
+    negatives: NegativeSampling | None = NegativeSampling()
+    cut_quantile: float = 0.8
+    cells: tuple[str, ...] = ("new_user_existing_item",)
+    available_items_only: bool = False
+    seed: int = 0
+
+
 def build_cold_start_tasks(
     events: pd.DataFrame,
+    cut: ColdStartCut | None = None,
     *,
-    k_support: int = 5,
-    n_query: int = 10,
-    n_neg: int = 1,
-    negatives: str = "uniform",
-    cut_quantile: float = 0.8,
-    cells: Sequence[str] = ("new_user_existing_item",),
-    available_items_only: bool = False,
     validate: bool = False,
-    seed: int = 0,
     device: torch.device | str = "cpu",
     on_stage: Callable[[str], None] | None = None,
 ) -> ColdStartTasks:
     """Validated log -> temporal cold-start split -> encoders -> train / validation / test tasks.
 
-    Training tasks use ``seed``, validation ``seed + 1`` and test ``seed + 2``; validation and test
-    negatives are drawn against the whole log, so a new user's negatives skip what they saw before.
-
     Args:
-        cells: cold-start cells of the test users to evaluate on (``()`` builds no test tasks).
-        available_items_only: rank only items already in the catalog before the cut time.
+        events: a validated log (or a raw one with ``validate=True``).
+        cut: how to cut it (:class:`ColdStartCut`); None: its defaults.
         validate: run :func:`~metarec_ref.data.validate_events` first (for a raw log).
+        device: where the task tensors go.
         on_stage: called with each finished stage's name (see ``COLD_START_STAGES``).
     """
+    cut = cut or ColdStartCut()
+    k_support, n_query, seed = cut.k_support, cut.n_query, cut.seed
     report = on_stage or (lambda name: None)
     if validate:
         events = validate_events(events, k_support=k_support, n_query=n_query)
         report("validate")
-    split = temporal_cold_start_split(events, cut_quantile=cut_quantile)
+    split = temporal_cold_start_split(events, cut_quantile=cut.cut_quantile)
     report("split")
     encoders = Encoders.fit(events)
     report("encoders")
 
-    task_kwargs = dict(n_neg=n_neg, negatives=negatives)
+    whole_log = cut.negatives.against(events) if cut.negatives is not None else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        train = build_user_tasks(split.train, k_support, n_query, seed=seed, **task_kwargs)
-        val = build_user_tasks(split.valid, k_support, n_query, history=events, seed=seed + 1, **task_kwargs)
+        train = build_user_tasks(split.train, k_support, n_query, negatives=cut.negatives, seed=seed)
+        val = build_user_tasks(split.valid, k_support, n_query, negatives=whole_log, seed=seed + 1)
     for name, n in {"train_tasks": train.num_tasks, "val_tasks": val.num_tasks}.items():
         if n < 2:
             raise ValueError(
                 f"only {n} {name.replace('_', ' ')} with k_support={k_support} and a query; "
-                f"lower k_support, move cut_quantile (now {cut_quantile}) or use a longer log"
+                f"lower k_support, move cut_quantile (now {cut.cut_quantile}) or use a longer log"
             )
-    test_cells = {c: split.cells[c][split.cells[c]["user_id"].isin(split.test_users)] for c in cells}
-    candidates = encoders.catalog().available(split.cut_time) if available_items_only else None
+    test_cells = {c: split.cells[c][split.cells[c]["user_id"].isin(split.test_users)] for c in cut.cells}
+    candidates = encoders.catalog().available(split.cut_time) if cut.available_items_only else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         test = cold_start_eval_tasks(test_cells, encoders, ks=[k_support], n_query=n_query, candidates=candidates,
-                                     history=events, seed=seed + 2, device=device, **task_kwargs)
-    if cells and not test:
+                                     negatives=whole_log, seed=seed + 2, device=device)
+    if cut.cells and not test:
         raise ValueError(
-            f"no test user has {k_support} events in the cells {list(cells)}; lower k_support or cut_quantile"
+            f"no test user has {k_support} events in the cells {list(cut.cells)}; lower k_support or cut_quantile"
         )
     report("tasks")
     train_batch, val_batch = to_task_batch(train, encoders, device), to_task_batch(val, encoders, device)
@@ -119,7 +137,8 @@ def build_cold_start_tasks(
 
 
 __all__ = [
-    "ColdStartTasks",
     "COLD_START_STAGES",
+    "ColdStartCut",
+    "ColdStartTasks",
     "build_cold_start_tasks",
 ]

@@ -29,15 +29,16 @@ from torch import Tensor
 
 from metarec_ref.data.encoders import Encoders
 from metarec_ref.data.sessions import build_basket_tasks, build_next_session_tasks
-from metarec_ref.data.splits import holdout_users, temporal_cold_start_split
+from metarec_ref.data.negatives import NegativeSampling
+from metarec_ref.data.splits import split_users, temporal_cold_start_split
 from metarec_ref.eval.classical import ItemKNN, RecentPopularity, cooccurrence
 from metarec_ref.eval.ease import EASE
-from metarec_ref.eval.paired import holm_adjust, paired_bootstrap
+from metarec_ref.eval.evaluate import EvalTasks
+from metarec_ref.eval.paired import holm_verdicts, paired_bootstrap
 from metarec_ref.models.residual_mixture import ResidualMixture
 from metarec_ref.recipes.online_retail import (
     ClassicalBaselines,
     ClassicalGrid,
-    session_eval_tasks,
 )
 from metarec_ref.recipes.residual_meta import (
     RankingTasks,
@@ -97,7 +98,7 @@ def protocol_data(events: pd.DataFrame, customers: str, seed: int = 0, cut_quant
         available = encoders.catalog().available(split.cut_time)
     else:
         raise ValueError(f"customers must be one of {CUSTOMERS}, got {customers!r}")
-    fit_events, task_events = holdout_users(train, task_user_fraction, seed=seed)
+    fit_events, task_events = split_users(train, (task_user_fraction,), seed=seed)
     return ProtocolData(customers, train, valid, test, encoders, available, events, fit_events, task_events)
 
 
@@ -109,9 +110,9 @@ def protocol_tasks(task: str, part: pd.DataFrame, k: int, n_query: int, data: Pr
     elif task in _SESSION_BUILDERS:
         if "session_id" not in part.columns:
             raise ValueError(f"task {task!r} needs a 'session_id' column (invoices); use 'next_products'")
-        evals = session_eval_tasks(_SESSION_BUILDERS[task], part, k, n_query, data.encoders, data.available,
-                                   data.history)
-        tasks = None if evals is None else RankingTasks.from_eval_tasks(evals, max_support)
+        built = _SESSION_BUILDERS[task](part, k, n_query, negatives=NegativeSampling(history=data.history))
+        tasks = (RankingTasks.from_eval_tasks(EvalTasks.from_tasks(built, data.encoders, candidates=data.available),
+                                              max_support) if built.num_tasks else None)
     else:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     if tasks is not None:
@@ -287,15 +288,11 @@ class ScorerFits:
 
 
 def residual_verdict_table(results: dict[tuple[str, int], CellResult]) -> pd.DataFrame:
-    """One row per (protocol, K, comparison) with the CI, verdict and Holm-adjusted p-value
-    (family: every row of the same comparison)."""
+    """One row per (protocol, K, comparison) with the CI, verdict, Holm-adjusted p-value and the
+    verdict that survives it (family: every row of the same comparison)."""
     rows = [{"protocol": protocol, "K": k, "comparison": key, **{c: v for c, v in cmp.items()}}
             for (protocol, k), cell in results.items() for key, cmp in cell.comparisons.items()]
-    table = pd.DataFrame(rows)
-    table["p_holm"] = np.nan
-    for key, part in table.groupby("comparison"):
-        table.loc[part.index, "p_holm"] = holm_adjust(part["p_value"].to_numpy())
-    return table
+    return holm_verdicts(pd.DataFrame(rows), by="comparison")
 
 
 __all__ = [

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 import torch
@@ -20,22 +20,22 @@ from torch import Tensor, nn
 
 from metarec_ref.batch import TaskBatch
 from metarec_ref.data.encoders import Encoders
+from metarec_ref.data.negatives import NegativeSampling
 from metarec_ref.data.schema import validate_events
-from metarec_ref.data.splits import ColdStartSplit, temporal_cold_start_split
-from metarec_ref.data.synthetic import SyntheticLog, generate
-from metarec_ref.data.tasks import Tasks, build_tasks, build_user_tasks, to_task_batch
+from metarec_ref.data.splits import ColdStartSplit
+from metarec_ref.data.synthetic import SyntheticConfig, SyntheticLog, generate
+from metarec_ref.data.tasks import Tasks, build_tasks, to_task_batch
 from metarec_ref.eval.baselines import (
-    FineTuneChoice,
     GlobalModel,
     SupervisedConfig,
     pool_events,
     train_supervised,
-    tune_fine_tuning,
 )
 from metarec_ref.eval.evaluate import per_task_metrics
-from metarec_ref.eval.metrics import summarize
+from metarec_ref.eval.metrics import summarize_methods
 from metarec_ref.eval.oracle import SyntheticOracle
 from metarec_ref.eval.paired import compare_to_best
+from metarec_ref.recipes.pipeline import ColdStartCut, build_cold_start_tasks
 from metarec_ref.runtime import warn_if_on_grid_edge
 
 
@@ -52,37 +52,23 @@ class Shop:
     validation_messages: list[str]
 
 
-def cold_start_shop(*, n_users: int, n_items: int, n_interactions: int, drift: float, cut_quantile: float,
-                    k_support: int, n_query: int, negatives: str = "popularity", initial_users: float = 0.3,
-                    seed: int = 0, device: torch.device | str = "cpu") -> Shop:
-    """The application chapters' shop: generate, validate, cut in time, build training and validation users.
+def cold_start_shop(log: SyntheticConfig, cut: ColdStartCut, device: torch.device | str = "cpu") -> Shop:
+    """The application chapters' shop: generate ``log``, validate it, cut it in time into training and validation users.
 
-    Every event gets one negative drawn by ``negatives``; training tasks use ``seed``, validation
-    ``seed + 1`` (with the whole log as history, so a new user's negatives skip what they saw before).
+    The tasks are those of :func:`~metarec_ref.recipes.pipeline.build_cold_start_tasks` with ``cut``
+    (test users are left to the chapter: no test cells); the validation messages are kept to print.
     """
-    log = generate(n_users=n_users, n_items=n_items, n_interactions=n_interactions, initial_users=initial_users,
-                   drift=drift, seed=seed)
+    generated = generate(log)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        events = validate_events(log.events)
-    split = temporal_cold_start_split(events, cut_quantile=cut_quantile)
-    encoders = Encoders.fit(events)
-    sampled = {"n_neg": 1, "negatives": negatives}
-    train = build_user_tasks(split.train, k_support, n_query, seed=seed, **sampled)
-    val = build_user_tasks(split.valid, k_support, n_query, history=events, seed=seed + 1, **sampled)
-    return Shop(log, events, split, encoders, to_task_batch(train, encoders, device), to_task_batch(val, encoders, device),
-                [str(w.message) for w in caught])
+        events = validate_events(generated.events)
+    tasks = build_cold_start_tasks(events, replace(cut, cells=()), device=device)
+    return Shop(generated, events, tasks.split, tasks.encoders, tasks.train, tasks.val, [str(w.message) for w in caught])
 
 
 def auc_per_task(methods: Mapping, batch, seed: int = 0) -> dict:
     """Per-task query AUC of every method on the same tasks: ``{method: {"auc": (tasks,)}}``."""
     return {name: {"auc": per_task_metrics(m, batch, seed=seed)["auc"]} for name, m in methods.items()}
-
-
-def summary_rows(values: Mapping, n_boot: int = 1000, seed: int = 0, **columns) -> pd.DataFrame:
-    """Mean and 95% CI per method (one row per method and metric), with extra key columns."""
-    frames = [summarize(v, n_boot=n_boot, seed=seed).assign(method=name, **columns) for name, v in values.items()]
-    return pd.concat(frames, ignore_index=True)
 
 
 def ci_table(results: pd.DataFrame, order: Sequence[str], columns: str = "K") -> pd.DataFrame:
@@ -101,7 +87,6 @@ def curve_against_k(
     *,
     n_boot: int = 1000,
     seed: int = 0,
-    device: torch.device | str = "cpu",
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """AUC per method and K on the same tasks and query events, and each method against the best baseline.
 
@@ -116,9 +101,9 @@ def curve_against_k(
     oracle = SyntheticOracle.for_tasks(world, full_tasks, encoders, include_popularity=False)
     rows, comparisons, values_by_k = [], [], {}
     for k in ks:
-        batch = to_task_batch(full_tasks.first_support(k), encoders, device)
+        batch = to_task_batch(full_tasks.first_support(k), encoders)  # each method reads it on its own device
         values = auc_per_task({**methods, "oracle": oracle}, batch, seed=seed)
-        rows.append(summary_rows(values, n_boot=n_boot, seed=seed, K=k))
+        rows.append(summarize_methods(values, n_boot=n_boot, seed=seed, K=k))
         learned = {name: v for name, v in values.items() if name != "oracle"}
         comparisons.append(compare_to_best(learned, baselines, "auc", n_boot=n_boot, seed=seed).assign(K=k))
         values_by_k[k] = values
@@ -126,27 +111,14 @@ def curve_against_k(
 
 
 def events_with_negatives(
-    part: pd.DataFrame, encoders: Encoders, *, history: pd.DataFrame | None = None, n_neg: int = 1,
-    negatives: str = "popularity", seed: int = 0, device: torch.device | str = "cpu",
+    part: pd.DataFrame, encoders: Encoders, negatives: NegativeSampling, *, seed: int = 0,
+    device: torch.device | str = "cpu",
 ) -> tuple[dict[str, Tensor], Tensor]:
-    """Every event of ``part`` with ``n_neg`` sampled negatives each, as flat training tensors (x, y)."""
+    """Every event of ``part`` with its sampled ``negatives``, as flat training tensors (x, y)."""
     # One task holding all events (support = all but the last), pooled back into a flat set.
     one_task = build_tasks(part.assign(whole_log=0), "whole_log", len(part) - 1, 1, query_after="order",
-                           history=history, n_neg=n_neg, negatives=negatives, seed=seed)
+                           negatives=negatives, seed=seed)
     return pool_events(to_task_batch(one_task, encoders, device))
-
-
-def tuned_fine_tuning(model: nn.Module, val: TaskBatch, steps_grid: Sequence[int], lr_grid: Sequence[float],
-                      what: str = "fine-tuning") -> FineTuneChoice:
-    """:func:`tune_fine_tuning` on validation tasks, warning when a tuned value is on its grid's edge.
-
-    0 steps (no fine-tuning) is a natural bound, not an edge; with 0 steps the learning rate is unused.
-    """
-    choice = tune_fine_tuning(model, val, steps_grid=steps_grid, lr_grid=lr_grid)
-    warn_if_on_grid_edge(f"{what} steps", steps_grid, choice.steps, natural_bounds=(0, None))
-    if choice.steps > 0:
-        warn_if_on_grid_edge(f"{what} learning rate", lr_grid, choice.lr)
-    return choice
 
 
 def tuned_epochs(start: nn.Module, x: dict[str, Tensor], y: Tensor, val: TaskBatch, grid: Sequence[int], *,
@@ -171,7 +143,5 @@ __all__ = [
     "cold_start_shop",
     "curve_against_k",
     "events_with_negatives",
-    "summary_rows",
     "tuned_epochs",
-    "tuned_fine_tuning",
 ]

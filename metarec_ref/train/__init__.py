@@ -1,19 +1,18 @@
-"""Training: the meta-trainer and distributed meta-training."""
+"""Training: the meta-trainer and distributed meta-training.
+
+This face holds what a chapter, a benchmark or a reader uses; ``train.distributed`` holds the
+process-group plumbing (gradient all-reduce, sharding, broadcasting) the distributed trainer uses.
+"""
 
 from metarec_ref.train.distributed import (
-    AllReduceOptimizer,
-    broadcast_module,
     DistributedContext,
     DistributedMetaTrainer,
     free_port,
     init_distributed,
-    local_env,
     run_local,
-    shard,
     shutdown_distributed,
 )
 from metarec_ref.train.meta_trainer import (
-    clone_state,
     EarlyStopping,
     MetaTrainConfig,
     MetaTrainer,
@@ -22,20 +21,15 @@ from metarec_ref.train.meta_trainer import (
 )
 
 __all__ = [
-    "AllReduceOptimizer",
-    "broadcast_module",
-    "clone_state",
     "DistributedContext",
-    "EarlyStopping",
     "DistributedMetaTrainer",
-    "free_port",
-    "init_distributed",
-    "local_env",
+    "EarlyStopping",
     "MetaTrainConfig",
     "MetaTrainer",
-    "run_local",
-    "shard",
-    "shutdown_distributed",
     "TrainingDivergedError",
+    "free_port",
+    "init_distributed",
+    "run_local",
+    "shutdown_distributed",
     "validation_metrics",
 ]

@@ -1,9 +1,10 @@
-"""The meta-trainer: meta-batches, Adam outer loop, validation, early stopping, checkpoints.
+"""The meta-trainer: meta-batches, the outer optimizer, validation, early stopping, checkpoints.
 
 :class:`MetaTrainer` drives any :class:`~metarec_ref.meta.learners.MetaLearner` that is an
-``nn.Module`` (``outer_step(batch, optimizer)``, ``adapt``, ``score``). The outer update is Adam
-at ``config.outer_lr`` by default; ``outer_update="learner"`` calls ``outer_step(batch, None)``
-instead, so a learner with its own update rule (Reptile's step of size ``outer_lr``) applies it.
+``nn.Module`` (``outer_step(batch, optimizer)``, ``adapt``, ``score``). The outer update is the
+optimizer the trainer is given (an optimizer or a factory of one), Adam at ``config.outer_lr`` by
+default; ``outer_update="learner"`` calls ``outer_step(batch, None)`` instead, for a learner that
+says it has its own update rule (``own_outer_update``: Reptile's step of size ``outer_lr``).
 Every ``eval_every`` steps it adapts the learner on
 validation tasks and records the mean query loss and AUC; it stops when the monitored value has
 not improved for ``patience`` evaluations and (by default) restores the best meta-parameters.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import random
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -36,7 +38,9 @@ from metarec_ref.meta.losses import masked_bce_loss
 from metarec_ref.runtime import progress_disabled
 
 CHECKPOINT_FORMAT = 1
-OUTER_UPDATES = ("adam", "learner")
+OUTER_UPDATES = ("optimizer", "learner")
+# An optimizer, or what builds one from the learner's parameters (e.g. functools.partial(torch.optim.SGD, lr=0.1)).
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -56,7 +60,9 @@ class MetaTrainConfig:
     restore_best: bool = True
     eval_chunk_size: int = 256  # validation tasks adapted at once
     seed: int = 0
-    outer_update: str = "adam"  # or "learner": the learner's own rule, outer_step(batch, None)
+    # "optimizer": the trainer's optimizer (Adam at outer_lr unless given one); "learner": the
+    # learner's own rule, outer_step(batch, None), for a learner with own_outer_update (Reptile).
+    outer_update: str = "optimizer"
 
     def __post_init__(self) -> None:
         for name in ("meta_batch_size", "meta_steps", "eval_every", "eval_chunk_size"):
@@ -147,12 +153,46 @@ class EarlyStopping:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+def _outer_optimizer(learner: nn.Module, optimizer, outer_lr: float) -> torch.optim.Optimizer:
+    """The optimizer given, one built by the factory given, or Adam at ``outer_lr``."""
+    if optimizer is None:
+        return torch.optim.Adam(learner.parameters(), lr=outer_lr)
+    if isinstance(optimizer, torch.optim.Optimizer):
+        mine = {id(p) for p in learner.parameters()}
+        foreign = [p for group in optimizer.param_groups for p in group["params"] if id(p) not in mine]
+        if foreign:
+            raise ValueError(f"the optimizer holds {len(foreign)} tensor(s) that are not the learner's parameters; "
+                             "build it over learner.parameters() (or pass a factory)")
+        return optimizer
+    if callable(optimizer):
+        return optimizer(learner.parameters())
+    raise ValueError(f"optimizer must be a torch.optim.Optimizer, a factory of one, or None; got {type(optimizer).__name__}")
+
+
 class MetaTrainer:
     """Meta-train a learner on a pool of tasks, with validation, early stopping and checkpoints.
 
-    train_tasks: every meta-training task in one padded :class:`TaskBatch` (meta-batches are
-    drawn from it without replacement within a step). val_tasks: optional validation tasks.
-    checkpoint_path / checkpoint_every: save a checkpoint every N steps (and at the end).
+    Args:
+        learner: a :class:`~metarec_ref.meta.learners.MetaLearner` that is an ``nn.Module``
+            (``outer_step``, ``adapt``, ``score``); its parameters are the meta-parameters.
+        train_tasks: every meta-training task in one padded :class:`TaskBatch`; meta-batches of
+            ``config.meta_batch_size`` distinct tasks are drawn from it with the trainer's own
+            generator (seeded by ``config.seed``).
+        val_tasks: validation tasks, adapted and scored every ``config.eval_every`` steps (loss,
+            and AUC for 0/1 labels); early stopping watches ``config.monitor``. None: no validation.
+        config: the outer loop (:class:`MetaTrainConfig`); None: its defaults.
+        optimizer: the outer optimizer over ``learner.parameters()``, or a factory called with
+            them (e.g. ``functools.partial(torch.optim.SGD, lr=0.1)``); None: Adam at
+            ``config.outer_lr``. Not used with ``config.outer_update="learner"``.
+        checkpoint_path: where :meth:`save_checkpoint` writes, every ``checkpoint_every`` steps
+            (and at the end) when that is given.
+        checkpoint_every: steps between checkpoints; needs ``checkpoint_path``.
+        disable: silence the progress bar (default: ``METAREC_QUIET``).
+
+    Example::
+
+        trainer = MetaTrainer(MAML(model, inner_steps=2), train, val, MetaTrainConfig(meta_steps=500))
+        history = trainer.fit()   # one row per evaluation; the best meta-parameters restored
     """
 
     def __init__(
@@ -162,6 +202,7 @@ class MetaTrainer:
         val_tasks: TaskBatch | None = None,
         config: MetaTrainConfig | None = None,
         *,
+        optimizer: torch.optim.Optimizer | OptimizerFactory | None = None,
         checkpoint_path: str | os.PathLike | None = None,
         checkpoint_every: int | None = None,
         disable: bool | None = None,
@@ -176,10 +217,10 @@ class MetaTrainer:
                 f"meta_batch_size={self.config.meta_batch_size} exceeds the {train_tasks.num_tasks} "
                 "training tasks; lower meta_batch_size or build more tasks"
             )
-        if self.config.outer_update == "learner" and not hasattr(learner, "outer_lr"):
+        if self.config.outer_update == "learner" and not getattr(learner, "own_outer_update", False):
             raise ValueError(
-                f"outer_update='learner' needs a learner with its own outer update (an outer_lr, as Reptile has); "
-                f"{type(learner).__name__} has none: use outer_update='adam'"
+                f"outer_update='learner' needs a learner with its own outer update (own_outer_update, as Reptile "
+                f"has); {type(learner).__name__} has none: use outer_update='optimizer'"
             )
         if checkpoint_every is not None and checkpoint_path is None:
             raise ValueError("checkpoint_every needs checkpoint_path")
@@ -188,7 +229,7 @@ class MetaTrainer:
         self.device = param.device if param is not None else torch.device("cpu")
         self.train_tasks = train_tasks.to(self.device)
         self.val_tasks = None if val_tasks is None else val_tasks.to(self.device)
-        self.optimizer = torch.optim.Adam(learner.parameters(), lr=self.config.outer_lr)
+        self.optimizer = _outer_optimizer(learner, optimizer, self.config.outer_lr)
         self.generator = torch.Generator().manual_seed(self.config.seed)
         self.checkpoint_path = checkpoint_path
         self.checkpoint_every = checkpoint_every
@@ -231,7 +272,7 @@ class MetaTrainer:
             while self.step < end and not self.early_stopping.stopped:
                 batch = self.sample_batch()
                 try:
-                    optimizer = self.optimizer if cfg.outer_update == "adam" else None
+                    optimizer = self.optimizer if cfg.outer_update == "optimizer" else None
                     loss = self.learner.outer_step(batch, optimizer)
                 except NonFiniteInnerLoopError as err:
                     raise TrainingDivergedError(f"meta-training diverged at step {self.step + 1}: {err}") from err
@@ -275,7 +316,9 @@ class MetaTrainer:
         """Restore a :meth:`state_dict`; the learner, tasks and config must match the saved run."""
         if state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"checkpoint format {state.get('format')!r} is not {CHECKPOINT_FORMAT}")
-        saved = state["config"]
+        saved = dict(state["config"])
+        if saved.get("outer_update") == "adam":  # the name before an optimizer could be given
+            saved["outer_update"] = "optimizer"
         defaults = {f.name: f.default for f in fields(MetaTrainConfig)}
         differ = [k for k, v in asdict(self.config).items() if k != "meta_steps" and saved.get(k, defaults[k]) != v]
         if differ:

@@ -127,6 +127,14 @@ def tiny_model(seed=0, dtype=torch.float64) -> TinyMLP:
     return TinyMLP().to(dtype)
 
 
+def adapted_with_graph(learner, batch):
+    """Fast weights and query losses ``(tasks,)`` as ``meta_loss`` computes them (graph kept to the model)."""
+    from metarec_ref.meta.fast_weights import FastWeights
+
+    start = FastWeights.of(learner.model, learner.config.adapt)
+    return learner._adapt(batch, start, create_graph=not learner.config.first_order, query=True)
+
+
 def meta_grad(learner: nn.Module, batch: TaskBatch, params=None) -> list[torch.Tensor]:
     params = list(learner.model.parameters()) if params is None else params
     return list(torch.autograd.grad(learner.meta_loss(batch), params))

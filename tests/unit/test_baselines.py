@@ -18,7 +18,7 @@ from metarec_ref.eval import (
     tune_fine_tuning,
 )
 from metarec_ref.meta import masked_bce_loss as masked_bce
-from metarec_ref.eval import per_task_auc
+from metarec_ref.eval.metrics import per_task_auc
 from metarec_ref.models import MLP, MeLU, build_model
 from tests.unit.helpers import SPEC, catalog_features, toy_tasks, toy_world
 

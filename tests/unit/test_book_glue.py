@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from metarec_ref.runtime import default_device, resolve_device, seed_everything
-from metarec_ref.book import plain_value
+from metarec_ref.book.glue import plain_value
 
 
 def draw():
@@ -53,7 +53,8 @@ def test_book_config_excludes_notebooks_whose_data_is_absent(tmp_path, monkeypat
 
     import yaml
 
-    from metarec_ref.book import book_config, notebooks_missing_data
+    from metarec_ref.book import book_config
+    from metarec_ref.book.build import notebooks_missing_data
 
     folder = tmp_path / "notebooks"
     folder.mkdir()

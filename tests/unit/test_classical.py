@@ -6,15 +6,8 @@ import pytest
 import torch
 
 from metarec_ref.batch import TaskBatch
-from metarec_ref.eval import (
-    EASE,
-    ItemKNN,
-    RecentPopularity,
-    cooccurrence,
-    encode_events,
-    support_items,
-    tune_hyperparameter,
-)
+from metarec_ref.eval import EASE, ItemKNN, RecentPopularity, cooccurrence, tune_hyperparameter
+from metarec_ref.eval.classical import encode_events, support_items
 from metarec_ref.data import Encoders
 from metarec_ref.eval import EvalTasks, evaluate
 

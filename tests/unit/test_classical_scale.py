@@ -7,7 +7,6 @@ import torch
 
 from metarec_ref.eval import (
     EASE,
-    ItemItemMethod,
     ItemKNN,
     SupportItems,
     classical,
@@ -16,6 +15,7 @@ from metarec_ref.eval import (
     sparse_interactions,
     tune_hyperparameter,
 )
+from metarec_ref.eval.classical import ItemItemMethod
 from tests.unit.test_classical import ranking_tasks
 
 

@@ -17,17 +17,15 @@ from metarec_ref.models import MLP
 from metarec_ref.recipes.distributed_cli import DistributedRunConfig
 from metarec_ref.recipes.distributed_cli import main
 from metarec_ref.train import (
-    AllReduceOptimizer,
     DistributedContext,
     DistributedMetaTrainer,
     MetaTrainConfig,
     MetaTrainer,
     init_distributed,
-    local_env,
     run_local,
-    shard,
     shutdown_distributed,
 )
+from metarec_ref.train.distributed import AllReduceOptimizer, local_env, shard
 
 SPEC = FeatureSpec(n_items=30, n_categories=5, n_scenarios=3, n_dense=1)
 STEPS = 6

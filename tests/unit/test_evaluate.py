@@ -9,9 +9,9 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from metarec_ref.data import NegativeSampling
 from metarec_ref.book import plot_history, plot_metric_vs_inner_steps, plot_metric_vs_k
 from metarec_ref.eval import (
-    RESULT_COLUMNS,
     EvalTasks,
     FineTune,
     GlobalModel,
@@ -23,6 +23,7 @@ from metarec_ref.eval import (
     per_task_metrics,
     results_table,
 )
+from metarec_ref.eval.evaluate import RESULT_COLUMNS
 from metarec_ref.meta import MAML
 from metarec_ref.models import MLP
 from tests.unit.helpers import SPEC, catalog_features, toy_tasks, toy_world  # noqa: E402
@@ -177,10 +178,11 @@ def test_end_to_end_with_the_data_layer():
     events = validate_events(generate(n_users=300, n_items=200, n_interactions=8000, seed=0).events)
     split = temporal_cold_start_split(events, 0.7)
     encoders = Encoders.fit(split.train)
-    train = to_task_batch(build_user_tasks(split.train, k_support=5, n_query=10, n_neg=1), encoders)
+    train = to_task_batch(build_user_tasks(split.train, k_support=5, n_query=10, negatives=NegativeSampling(1)), encoders)
     cells = {c: split.cells[c] for c in ("new_user_existing_item", "warm")}
     available = encoders.catalog().available(split.cut_time)
-    eval_tasks = cold_start_eval_tasks(cells, encoders, ks=(3, 5), n_query=10, candidates=available, n_neg=1)
+    eval_tasks = cold_start_eval_tasks(cells, encoders, ks=(3, 5), n_query=10, candidates=available,
+                                       negatives=NegativeSampling(1))
     assert set(eval_tasks) == set(cells) and set(eval_tasks["warm"]) == {3, 5}
     for cell in eval_tasks.values():
         for t in cell.values():

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from metarec_ref.data import validate_events
-from metarec_ref.recipes import BASELINES, ColdStartConfig, run_cold_start
+from metarec_ref.recipes import ColdStartConfig, run_cold_start
+from metarec_ref.recipes.cold_start import BASELINES
 from metarec_ref.data import generate
 
 

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from metarec_ref.book import notebooks_missing_data
-from metarec_ref.data import (
+from metarec_ref.book.build import notebooks_missing_data
+from metarec_ref.data import fetch_online_retail, find_online_retail
+from metarec_ref.data.fetch import (
     CACHE_DIR_ENV,
     DATA_DIR_ENV,
     DATA_URL_ENV,
@@ -21,8 +22,6 @@ from metarec_ref.data import (
     cached_online_retail,
     canonical_online_retail,
     convert_online_retail,
-    fetch_online_retail,
-    find_online_retail,
     online_retail_url,
     table_checksum,
     verify_online_retail,

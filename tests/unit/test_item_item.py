@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from metarec_ref.batch import TaskBatch
+from metarec_ref.data import NegativeSampling
 from metarec_ref.data import (
     Encoders,
     build_user_tasks,
     generate,
-    holdout_users,
+    split_users,
     ranking_targets,
     temporal_cold_start_split,
     to_task_batch,
@@ -20,17 +21,14 @@ from metarec_ref.data import (
 )
 from metarec_ref.eval import EvalTasks, ItemKNN, RecentPopularity, cooccurrence, per_task_metrics
 from metarec_ref.meta import MAML
-from metarec_ref.models import (
+from metarec_ref.models import ItemItemScorer, item_item, mix_hard_negatives, sampled_softmax_loss
+from metarec_ref.models.item_item import (
     FEATURE_NAMES,
     SUPPORT_ITEMS,
-    ItemItemScorer,
     expand_support_items,
-    item_item,
-    mix_hard_negatives,
-    sampled_softmax_loss,
     support_item_codes,
 )
-from metarec_ref.recipes import with_support_items
+from metarec_ref.recipes.item_item import with_support_items
 from metarec_ref.train import MetaTrainConfig, MetaTrainer
 
 
@@ -74,14 +72,14 @@ def test_support_items_reach_every_candidate_of_eval_tasks():
     assert x[SUPPORT_ITEMS].shape == (2, 2, 2) and torch.equal(x["item"], batch.query_x["item"])
 
 
-def test_holdout_users_splits_by_user():
+def test_split_users_splits_by_user():
     events = pd.DataFrame({"user_id": [f"u{i % 20}" for i in range(100)], "item_id": range(100)})
-    fit, tasks = holdout_users(events, fraction=0.3, seed=1)
-    assert len(fit) + len(tasks) == len(events) and len(tasks) > 0
+    fit, tasks = split_users(events, (0.3,), seed=1)
+    assert len(fit) + len(tasks) == len(events) and tasks["user_id"].nunique() == 6  # round(0.3 * 20)
     assert not set(fit["user_id"]) & set(tasks["user_id"])
-    assert holdout_users(events, 0.3, seed=1)[1].equals(tasks)
-    with pytest.raises(ValueError, match="fraction"):
-        holdout_users(events, fraction=1.0)
+    assert split_users(events, (0.3,), seed=1)[1].equals(tasks)
+    with pytest.raises(ValueError, match="fractions must be > 0 with a sum below 1"):
+        split_users(events, (1.0,))
 
 
 def test_features_by_hand_and_leave_one_out():
@@ -117,12 +115,12 @@ def synthetic_setup():
     enc = Encoders.fit(events)
     catalog = enc.catalog()
     available = catalog.available(split.cut_time)
-    val = build_user_tasks(split.valid, 3, 10, n_neg=1, history=events)
+    val = build_user_tasks(split.valid, 3, 10, negatives=NegativeSampling(1, history=events))
     targets = ranking_targets(val, enc, candidates=available)
     val_tasks = EvalTasks.from_catalog(to_task_batch(val, enc), catalog, targets)
     # The similarity the meta-training tasks read excludes their own users (no leakage).
-    fit_events, task_events = holdout_users(split.train, 0.4, seed=0)
-    train = to_task_batch(build_user_tasks(task_events, 3, 10, n_neg=4, history=events), enc)
+    fit_events, task_events = split_users(split.train, (0.4,), seed=0)
+    train = to_task_batch(build_user_tasks(task_events, 3, 10, negatives=NegativeSampling(4, history=events)), enc)
     return dict(split=split, enc=enc, val=val_tasks, train=with_support_items(train, 20),
                 sim_train=ItemKNN.similarity(cooccurrence(fit_events, enc), 10.0),
                 sim_all=ItemKNN.similarity(cooccurrence(split.train, enc), 10.0),

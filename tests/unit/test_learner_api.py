@@ -1,4 +1,4 @@
-"""One learner API: keyword-only constructors, from_config, the registry, the protocol."""
+"""One learner API: keyword-only constructors, one construction rule reached by class or by name, the protocol."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from metarec_ref.meta import (
     masked_bce_loss,
     masked_mse_loss,
 )
-from tests.unit.helpers import flat, make_batch, meta_grad, tiny_model
+from tests.unit.helpers import adapted_with_graph, flat, make_batch, meta_grad, tiny_model
 
 GRADIENT_BASED = [MAML, MetaSGD, Reptile]
 
@@ -36,20 +36,63 @@ def _same_behaviour(a: nn.Module, b: nn.Module) -> None:
                                rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("cls", GRADIENT_BASED)
-def test_from_config_round_trips_and_equals_keyword_construction(cls):
-    config = _config(cls)
-    from_config = cls.from_config(tiny_model(), config, loss_fn=masked_mse_loss)
-    by_keyword = cls(tiny_model(), loss_fn=masked_mse_loss, inner_steps=2, inner_lr=0.2,
-                     first_order=cls is Reptile, batched=False)
-    assert from_config.config == config == by_keyword.config
-    assert from_config.loss_fn is masked_mse_loss
-    _same_behaviour(from_config, by_keyword)
+INNER_LOOP_NAMES = [name for name, entry in ALGORITHMS.items() if entry.inner_loop]
 
 
-def test_from_config_passes_subclass_keywords():
-    learner = Reptile.from_config(tiny_model(), _config(Reptile), outer_lr=0.5)
-    assert learner.outer_lr == 0.5 and learner.config == _config(Reptile)
+def _every_way(name: str, **inner) -> list[nn.Module]:
+    """The learner ``name`` built every supported way, with the same inner-loop keywords."""
+    entry = ALGORITHMS[name]
+    config = InnerLoopConfig().override(**inner) if inner else None
+    fixed = dict(entry.fixed)
+    ways = [
+        entry.learner(tiny_model(), **fixed, **inner),
+        build_learner(name, tiny_model(), **inner),
+    ]
+    if config is None:  # no config: the class default, however it is reached
+        ways += [entry.learner(tiny_model(), config=None, **fixed), build_learner(name, tiny_model(), None)]
+    else:
+        ways += [entry.learner(tiny_model(), config=config, **fixed), build_learner(name, tiny_model(), config)]
+    return ways
+
+
+@pytest.mark.parametrize("name", INNER_LOOP_NAMES)
+@pytest.mark.parametrize("inner", [{}, {"inner_steps": 2, "inner_lr": 0.2, "batched": False}])
+def test_every_way_of_building_a_learner_gives_the_same_config(name, inner):
+    ways = _every_way(name, **inner)
+    configs = [learner.config for learner in ways]
+    assert all(type(learner) is ALGORITHMS[name].learner for learner in ways)
+    assert all(config == configs[0] for config in configs), configs
+    for key, value in ALGORITHMS[name].fixed.items():
+        assert getattr(configs[0], key) == value
+    if inner:
+        _same_behaviour(ways[0], ways[-1])
+
+
+def test_reptile_defaults_agree_by_class_and_by_name():
+    assert Reptile(tiny_model()).config == build_learner("reptile", tiny_model()).config
+    assert Reptile(tiny_model()).config == InnerLoopConfig(inner_steps=5, first_order=True)
+
+
+@pytest.mark.parametrize("name", INNER_LOOP_NAMES)
+def test_one_default_config_serves_every_learner(name):
+    """A config written once (second order by default) builds every algorithm; Reptile reads it first order."""
+    config = InnerLoopConfig(inner_steps=2, inner_lr=0.1)
+    learner = build_learner(name, tiny_model(), config)
+    assert learner.config.inner_steps == 2 and learner.config.inner_lr == 0.1
+    assert learner.config.first_order == (name in ("fomaml", "reptile"))
+    assert torch.isfinite(learner.meta_loss(make_batch()))
+
+
+def test_subclass_keywords_pass_through_every_way():
+    config = InnerLoopConfig(inner_steps=2, inner_lr=0.2)
+    for learner in (Reptile(tiny_model(), config=config, outer_lr=0.5),
+                    build_learner("reptile", tiny_model(), config, outer_lr=0.5)):
+        assert learner.outer_lr == 0.5 and learner.config == config.override(first_order=True)
+
+
+def test_a_name_that_fixes_a_field_refuses_its_opposite():
+    with pytest.raises(ValueError, match="'fomaml' fixes"):
+        build_learner("fomaml", tiny_model(), first_order=False)
 
 
 @pytest.mark.parametrize("cls", GRADIENT_BASED)
@@ -62,6 +105,8 @@ def test_defaults_come_from_inner_loop_config():
     assert MAML(tiny_model()).config == InnerLoopConfig()
     assert MetaSGD(tiny_model()).config == InnerLoopConfig()
     assert Reptile(tiny_model()).config == InnerLoopConfig(inner_steps=5, first_order=True)
+    assert [cls.own_outer_update for cls in (MAML, MetaSGD, Reptile, ProtoNet, MatchingNet)] == [
+        False, False, True, False, False]
 
 
 @pytest.mark.parametrize("make", [
@@ -87,11 +132,10 @@ def test_config_must_be_an_inner_loop_config():
         MAML(tiny_model(), config={"inner_steps": 2})
 
 
-def test_reptile_refuses_second_order():
+def test_reptile_refuses_second_order_only_when_asked_for():
     with pytest.raises(ValueError, match="first order"):
         Reptile(tiny_model(), first_order=False)
-    with pytest.raises(ValueError, match="first order"):
-        Reptile.from_config(tiny_model(), InnerLoopConfig())
+    assert Reptile(tiny_model(), config=InnerLoopConfig()).config.first_order  # a config's default is not a request
 
 
 def test_metric_learners_take_keywords():
@@ -112,7 +156,7 @@ def test_build_learner_for_every_name(name):
     assert type(learner) is entry.learner and learner.loss_fn is masked_mse_loss
     assert isinstance(learner, MetaLearner)
     if entry.inner_loop:
-        assert learner.config == inner.override(**entry.fixed)
+        assert learner.config == inner.override(**entry.fixed, **({"first_order": True} if name == "reptile" else {}))
     batch = make_batch()
     assert learner.score(learner.adapt(batch), batch.query_x).shape == batch.query_y.shape
 
@@ -135,21 +179,24 @@ def test_unknown_algorithm_lists_the_names():
 # ----------------------------------------------------------------- named inner loops
 
 
-def test_adapt_for_meta_loss_keeps_the_graph_and_adapt_detached_does_not():
+def test_meta_loss_keeps_the_graph_and_adapt_does_not():
     batch = make_batch()
     learner = MAML(tiny_model(), inner_steps=2, inner_lr=0.3)
-    state, losses = learner.adapt_for_meta_loss(batch)
+    state, losses = adapted_with_graph(learner, batch)
     assert losses.shape == (batch.num_tasks,) and losses.requires_grad
     assert all(v.requires_grad for v in state.adapted.values())
-    detached_state, detached_losses = learner.adapt_detached(batch)
-    torch.testing.assert_close(detached_losses, losses.detach())
+    torch.testing.assert_close(learner.meta_loss(batch), losses.mean())
     losses.sum().backward()
     assert any(p.grad is not None for p in learner.model.parameters())
-    learner.zero_grad(set_to_none=True)
-    detached_losses.sum().backward()  # the graph ends at the detached start
-    assert all(p.grad is None for p in learner.model.parameters())
-    for name, value in learner.adapt(batch).adapted.items():
-        torch.testing.assert_close(value, detached_state.adapted[name].detach())
+    detached = learner.adapt(batch)
+    assert not any(v.requires_grad for v in detached.adapted.values())
+    for name, value in detached.adapted.items():
+        torch.testing.assert_close(value, state.adapted[name].detach())
+
+
+def test_one_public_adapt():
+    public = {name for name in dir(MAML) if "adapt" in name and not name.startswith("_")}
+    assert public == {"adapt"}
 
 
 def test_learners_have_no_forward():

@@ -6,11 +6,11 @@ import json
 import pandas as pd
 import pytest
 
-from metarec_ref.data import (
+from metarec_ref.data import load_events
+from metarec_ref.data.loaders import (
     RETAILROCKET_EVENT_MAP,
     TAOBAO_EVENT_MAP,
     load_amazon_reviews,
-    load_events,
     load_movielens,
     load_retailrocket,
     load_taobao,

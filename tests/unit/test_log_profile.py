@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from metarec_ref.data import LogProfile, new_users_after_cuts, profile_log
+from metarec_ref.data import profile_log
+from metarec_ref.data.log_profile import LogProfile, new_users_after_cuts
 
 T0 = pd.Timestamp("2024-01-01")
 

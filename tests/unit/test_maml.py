@@ -259,7 +259,7 @@ def test_parameter_filters():
 
 def test_config_round_trip():
     config = InnerLoopConfig(inner_steps=3, inner_lr=0.2, first_order=True, adapt="head", batched=False)
-    learner = MAML.from_config(EmbeddingModel(), config)
+    learner = MAML(EmbeddingModel(), config=config)
     assert learner.config == config
 
 

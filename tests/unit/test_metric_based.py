@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from metarec_ref.batch import TaskBatch
-from metarec_ref.meta import MatchingNet, ProtoNet, embed_events
+from metarec_ref.meta import MatchingNet, ProtoNet
+from metarec_ref.meta.metric_based import embed_events
 
 N_SIGNAL, N_NOISE, N_CLUSTERS = 4, 12, 4
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from sklearn.metrics import log_loss, ndcg_score, roc_auc_score
 
-from metarec_ref.eval import (
-    bootstrap_ci,
+from metarec_ref.eval import bootstrap_ci, summarize
+from metarec_ref.eval.metrics import (
     per_task_auc,
     per_task_hit_rate,
     per_task_log_loss,
@@ -17,7 +17,6 @@ from metarec_ref.eval import (
     per_task_ndcg,
     per_task_rmse,
     sample_candidates,
-    summarize,
 )
 
 

@@ -8,7 +8,7 @@ from metarec_ref.eval import FineTune, Popularity
 from metarec_ref.batch import FeatureSpec
 from metarec_ref.eval import per_task_metrics
 from metarec_ref.meta import MAML
-from metarec_ref.eval import per_task_auc, per_task_hit_rate, per_task_ndcg
+from metarec_ref.eval.metrics import per_task_auc, per_task_hit_rate, per_task_ndcg
 from metarec_ref.models import build_model
 from metarec_ref.train import MetaTrainConfig, MetaTrainer
 from tests.unit.helpers import NAMES, SPEC, toy_tasks

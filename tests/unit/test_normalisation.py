@@ -8,6 +8,7 @@ from torch import nn
 
 from metarec_ref.batch import TaskBatch
 from metarec_ref.meta import MAML, Reptile
+from tests.unit.helpers import adapted_with_graph
 
 
 class Normalised(nn.Module):
@@ -55,8 +56,8 @@ def test_each_task_is_normalised_with_its_own_statistics():
     """Task t's loss is the loss of task t alone: no statistic is shared across tasks."""
     batch = make_batch()
     learner = MAML(model_of(), inner_steps=1)
-    _, together = learner.adapt_for_meta_loss(batch)
-    alone = torch.stack([learner.adapt_for_meta_loss(batch.select([t]))[1][0] for t in range(batch.num_tasks)])
+    _, together = adapted_with_graph(learner, batch)
+    alone = torch.stack([adapted_with_graph(learner, batch.select([t]))[1][0] for t in range(batch.num_tasks)])
     torch.testing.assert_close(together, alone, atol=1e-12, rtol=0)
 
 
@@ -94,8 +95,8 @@ def test_dropout_draws_fresh_masks_per_task_and_per_call(trace):
     batch = make_batch()
     learner = MAML(model_of(p=0.5), inner_steps=1, trace=trace)
     torch.manual_seed(1)
-    first = learner.adapt_for_meta_loss(batch)[1]
-    second = learner.adapt_for_meta_loss(batch)[1]
+    first = adapted_with_graph(learner, batch)[1]
+    second = adapted_with_graph(learner, batch)[1]
     assert torch.isfinite(first).all() and not torch.equal(first, second)
     learner.model.eval()  # dropout off: deterministic, and the looped path agrees
     torch.testing.assert_close(MAML(learner.model).meta_loss(batch),

@@ -6,7 +6,8 @@ import warnings
 import pandas as pd
 import pytest
 
-from metarec_ref.data import clean_online_retail, find_online_retail, load_online_retail, product_noun
+from metarec_ref.data import find_online_retail, load_online_retail
+from metarec_ref.data.loaders import clean_online_retail, product_noun
 
 
 def clean(raw, **kwargs):

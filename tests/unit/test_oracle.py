@@ -7,9 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
+from metarec_ref.data import NegativeSampling
 from metarec_ref.data import Encoders, validate_events
 from metarec_ref.eval import per_task_metrics
-from metarec_ref.eval import UNKNOWN_SCORE, SyntheticOracle
+from metarec_ref.eval import SyntheticOracle
+from metarec_ref.eval.oracle import UNKNOWN_SCORE
 from metarec_ref.data import generate
 from metarec_ref.data import build_item_tasks, build_user_tasks, to_task_batch
 
@@ -19,7 +21,7 @@ def setup():
     log = generate(n_users=200, n_items=80, n_interactions=6000, seed=3)
     events = validate_events(log.events)
     encoders = Encoders.fit(events)
-    tasks = build_user_tasks(events, 5, 5, n_neg=1, negatives="popularity", seed=1)
+    tasks = build_user_tasks(events, 5, 5, negatives=NegativeSampling(1, "popularity"), seed=1)
     return log, events, encoders, tasks, to_task_batch(tasks, encoders)
 
 
@@ -104,7 +106,7 @@ def test_clear_errors(setup):
 def test_item_tasks_are_scored_with_each_events_own_user(setup):
     log, events, encoders, _, _ = setup
     with_users = encoders.with_users(events)
-    tasks = build_item_tasks(events, 3, 4, n_neg=1, negatives="popularity", seed=2)
+    tasks = build_item_tasks(events, 3, 4, negatives=NegativeSampling(1, "popularity"), seed=2)
     batch = to_task_batch(tasks, with_users)
     oracle = SyntheticOracle.for_tasks(log, tasks, with_users, include_popularity=False)
     scores = oracle.score(oracle.adapt(batch), batch.query_x).numpy()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from metarec_ref.recipes import OwnLogConfig, tuned_grid_edges
+from metarec_ref.recipes import OwnLogConfig
+from metarec_ref.recipes.own_log import tuned_grid_edges
 from metarec_ref.recipes.own_log_methods import Fitted
 from metarec_ref.runtime import GridEdgeWarning
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from metarec_ref.batch import TaskBatch
+from metarec_ref.data import NegativeSampling
 from metarec_ref.data import (
     Encoders,
     build_user_tasks,
@@ -18,7 +19,8 @@ from metarec_ref.data import (
     validate_events,
 )
 from metarec_ref.eval import cold_start_eval_tasks
-from metarec_ref.recipes import COLD_START_STAGES, build_cold_start_tasks
+from metarec_ref.recipes import ColdStartCut, build_cold_start_tasks
+from metarec_ref.recipes.pipeline import COLD_START_STAGES
 
 K, Q = 3, 5
 CELLS = ("new_user_existing_item", "new_user_new_item")
@@ -32,7 +34,7 @@ def events():
 
 @pytest.fixture(scope="module")
 def tasks(events):
-    return build_cold_start_tasks(events, k_support=K, n_query=Q, n_neg=2, cut_quantile=0.7, cells=CELLS, seed=7)
+    return build_cold_start_tasks(events, ColdStartCut(K, Q, NegativeSampling(2), cut_quantile=0.7, cells=CELLS, seed=7))
 
 
 def _equal(a: TaskBatch, b: TaskBatch) -> bool:
@@ -76,10 +78,11 @@ def test_same_batches_as_the_steps_by_hand(events, tasks):
     encoders = Encoders.fit(events)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        train = build_user_tasks(split.train, K, Q, n_neg=2, seed=7)
-        val = build_user_tasks(split.valid, K, Q, n_neg=2, history=events, seed=8)
+        train = build_user_tasks(split.train, K, Q, negatives=NegativeSampling(2), seed=7)
+        val = build_user_tasks(split.valid, K, Q, negatives=NegativeSampling(2, history=events), seed=8)
         cells = {c: split.cells[c][split.cells[c]["user_id"].isin(split.test_users)] for c in CELLS}
-        test = cold_start_eval_tasks(cells, encoders, ks=[K], n_query=Q, n_neg=2, history=events, seed=9)
+        test = cold_start_eval_tasks(cells, encoders, ks=[K], n_query=Q, negatives=NegativeSampling(2, history=events),
+                                     seed=9)
     assert _equal(tasks.train, to_task_batch(train, encoders))
     assert _equal(tasks.val, to_task_batch(val, encoders))
     assert set(test) == set(tasks.test)
@@ -94,8 +97,8 @@ def test_validation_stages_and_available_items(events):
     seen = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        out = build_cold_start_tasks(raw, k_support=K, n_query=Q, cut_quantile=0.7, cells=CELLS, validate=True,
-                                     available_items_only=True, on_stage=seen.append)
+        out = build_cold_start_tasks(raw, ColdStartCut(K, Q, cut_quantile=0.7, cells=CELLS, available_items_only=True),
+                                     validate=True, on_stage=seen.append)
     assert tuple(seen) == COLD_START_STAGES
     available = out.encoders.catalog().available(out.split.cut_time)
     for by_k in out.test.values():
@@ -103,7 +106,7 @@ def test_validation_stages_and_available_items(events):
 
 
 def test_no_test_cells_and_errors(events):
-    out = build_cold_start_tasks(events, k_support=K, n_query=Q, cut_quantile=0.7, cells=())
+    out = build_cold_start_tasks(events, ColdStartCut(K, Q, cut_quantile=0.7, cells=()))
     assert out.test == {} and "test_tasks_new_user_existing_item" not in out.counts
     with pytest.raises(ValueError, match="lower k_support"):
-        build_cold_start_tasks(events, k_support=500, n_query=Q, cut_quantile=0.7)
+        build_cold_start_tasks(events, ColdStartCut(500, Q, cut_quantile=0.7))

@@ -8,14 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metarec_ref.data import (
-    EVIDENCE_FILTERS,
-    PROTOCOLS,
-    choose_protocol,
-    evidence_report,
-    held_out_user_split,
-    protocol_parts,
-)
+from metarec_ref.data import PROTOCOLS, ProtocolSplit, choose_protocol, protocol_parts, split_users
+from metarec_ref.data.evidence import EVIDENCE_FILTERS, EvidenceNeeds, evidence_report
 
 T0 = pd.Timestamp("2024-01-01")
 
@@ -61,7 +55,7 @@ def reviews() -> pd.DataFrame:
 
 
 def test_panel_picks_held_out_users_with_the_reason():
-    choice = choose_protocol(panel(), k_support=5, n_query=5, min_val_tasks=30, min_test_tasks=30)
+    choice = choose_protocol(panel(), k_support=5, n_query=5, needs=EvidenceNeeds(min_val_tasks=30, min_test_tasks=30))
     assert choice.name == "held_out_users" and choice.enough
     # 400 users * 10% = 40 validation and 40 test users; each has 18 events (6 baskets), so support =
     # basket 1 and 2 items of basket 2, query = the 5 next strictly later events: all full.
@@ -88,7 +82,7 @@ def test_clickstream_picks_temporal_new_users():
 
 
 def test_short_log_stops_and_names_the_filter():
-    choice = choose_protocol(reviews(), k_support=5, n_query=5, min_val_tasks=10, min_test_tasks=10)
+    choice = choose_protocol(reviews(), k_support=5, n_query=5, needs=EvidenceNeeds(min_val_tasks=10, min_test_tasks=10))
     evidence = choice.evidence
     assert choice.name == "held_out_users" and not choice.enough  # nobody arrives after the cut
     assert evidence.bottleneck == "k_plus_1_events"
@@ -105,7 +99,7 @@ def test_short_log_stops_and_names_the_filter():
 
 def test_too_few_new_users_points_to_held_out_users():
     choice = choose_protocol(clickstream(), k_support=5, n_query=5, protocol="temporal_new_users",
-                             min_test_tasks=200)
+                             needs=EvidenceNeeds(min_test_tasks=200))
     assert not choice.enough
     assert (choice.evidence.short_part, choice.evidence.bottleneck) == ("test", "in_part")
     assert "left 117 of 900 users" in choice.reason and "PROTOCOL='held_out_users'" in choice.reason
@@ -128,7 +122,7 @@ def test_forced_session_protocols_cut_known_queries():
 
 def test_forced_new_items():
     choice = choose_protocol(panel(), k_support=2, n_query=2, protocol="new_items",
-                             min_val_tasks=0, min_test_tasks=0)
+                             needs=EvidenceNeeds(min_val_tasks=0, min_test_tasks=0))
     parts = choice.parts
     assert choice.name == "new_items" and parts.entity == "item_id"
     first = panel().groupby("item_id")["timestamp"].min()
@@ -146,30 +140,30 @@ def test_forced_protocol_errors_name_the_fix():
         choose_protocol(reviews(), k_support=2, n_query=1, protocol="held_out")
     assert all(name in str(err.value) for name in ("auto", *PROTOCOLS))
     with pytest.raises(ValueError, match="val_fraction"):
-        protocol_parts(reviews(), "held_out_users", val_fraction=0.5, test_fraction=0.5)
+        protocol_parts(reviews(), "held_out_users", ProtocolSplit(val_fraction=0.5, test_fraction=0.5))
 
 
 # ------------------------------------------------------------------------- split properties
 
 
 def test_same_seed_same_split_and_other_seed_other_split():
-    a = held_out_user_split(reviews(), seed=3)
-    b = held_out_user_split(reviews(), seed=3)
-    c = held_out_user_split(reviews(), seed=4)
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
-    assert not np.array_equal(a[2], c[2])
-    first = choose_protocol(panel(), k_support=5, n_query=5, min_val_tasks=30, min_test_tasks=30, seed=1)
-    again = choose_protocol(panel(), k_support=5, n_query=5, min_val_tasks=30, min_test_tasks=30, seed=1)
+    a = split_users(reviews(), (0.1, 0.1), seed=3)
+    b = split_users(reviews(), (0.1, 0.1), seed=3)
+    c = split_users(reviews(), (0.1, 0.1), seed=4)
+    assert all(x.equals(y) for x, y in zip(a, b))
+    assert not set(a[2]["user_id"]) == set(c[2]["user_id"])
+    first = choose_protocol(panel(), k_support=5, n_query=5, needs=EvidenceNeeds(min_val_tasks=30, min_test_tasks=30), split=ProtocolSplit(seed=1))
+    again = choose_protocol(panel(), k_support=5, n_query=5, needs=EvidenceNeeds(min_val_tasks=30, min_test_tasks=30), split=ProtocolSplit(seed=1))
     pd.testing.assert_frame_equal(first.parts.test, again.parts.test)
     assert first.reason == again.reason
 
 
 def test_held_out_users_are_disjoint_and_cover_the_log():
-    train, valid, test = held_out_user_split(reviews(), val_fraction=0.2, test_fraction=0.1, seed=0)
+    train, valid, test = (set(part["user_id"]) for part in split_users(reviews(), (0.2, 0.1), seed=0))
     assert (len(train), len(valid), len(test)) == (210, 60, 30)
     assert not (set(train) & set(valid) or set(train) & set(test) or set(valid) & set(test))
     assert set(train) | set(valid) | set(test) == set(reviews()["user_id"])
-    parts = protocol_parts(reviews(), "held_out_users", val_fraction=0.2, test_fraction=0.1)
+    parts = protocol_parts(reviews(), "held_out_users", ProtocolSplit(val_fraction=0.2, test_fraction=0.1))
     assert set(parts.test["user_id"]) == set(test)
     assert len(parts.train) + len(parts.valid) + len(parts.test) == len(reviews())
 
@@ -185,8 +179,8 @@ def test_query_never_earlier_than_support(rows, k, n, seed):
     events = frame([(f"u{u}", f"i{i}", T0 + pd.Timedelta(minutes=m)) for u, i, m in rows])
     if events["user_id"].nunique() < 3:
         return
-    parts = protocol_parts(events, "held_out_users", val_fraction=0.3, test_fraction=0.3, seed=seed)
-    evidence = evidence_report(parts, k, n, min_val_tasks=0, min_test_tasks=0, min_train_tasks=0)
+    parts = protocol_parts(events, "held_out_users", ProtocolSplit(val_fraction=0.3, test_fraction=0.3, seed=seed))
+    evidence = evidence_report(parts, k, n, EvidenceNeeds(min_train_tasks=0, min_val_tasks=0, min_test_tasks=0))
     for part, tasks in parts.build_all(k, n).items():
         own = getattr(parts, part)
         expected = 0

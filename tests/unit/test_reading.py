@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from metarec_ref.data import detect_separator, load_events, read_table, validate_events
+from metarec_ref.data import load_events, read_table, validate_events
+from metarec_ref.data.reading import detect_separator
 
 HEADER = ["user_id", "item_id", "timestamp"]
 ROWS = [

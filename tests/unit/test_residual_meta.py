@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from metarec_ref.data import Encoders, generate, validate_events
-from metarec_ref.eval import EASE, ItemKNN, RecentPopularity, per_task_ndcg
+from metarec_ref.eval import EASE, ItemKNN, RecentPopularity
+from metarec_ref.eval.metrics import per_task_ndcg
 from metarec_ref.models import ResidualMixture, listwise_nll
 from metarec_ref.recipes import ClassicalBaselines, ClassicalGrid
 from metarec_ref.recipes.residual_meta import (

@@ -9,17 +9,17 @@ import torch
 
 from metarec_ref.data import (
     Encoders,
+    NegativeSampling,
     build_basket_tasks,
     build_next_session_tasks,
     generate,
-    holdout_users,
+    split_users,
     temporal_cold_start_split,
     validate_events,
 )
 from metarec_ref.eval import EvalTasks, GlobalModel, ItemKNN, cooccurrence, per_task_metrics
 from metarec_ref.meta import MetaSGD
 from metarec_ref.recipes import (
-    CLEANING_STEPS,
     ClassicalBaselines,
     ClassicalGrid,
     ItemItemConfig,
@@ -27,13 +27,12 @@ from metarec_ref.recipes import (
     item_item_training_batch,
     load_online_retail_with_report,
     meta_train_item_item,
-    online_retail_cleaning,
     ranking_table,
-    session_eval_tasks,
     stack_seeds,
     train_item_item_global,
     with_item_item_features,
 )
+from metarec_ref.recipes.online_retail import CLEANING_STEPS, online_retail_cleaning
 from tests.unit.helpers import raw_rows
 
 
@@ -75,9 +74,16 @@ def shop():
     available = encoders.catalog().available(split.cut_time)
     history = pd.concat([split.train, split.valid, split.test])
     val = session_eval_tasks(build_basket_tasks, split.valid, 3, 5, encoders, available, history)
-    fit_events, task_events = holdout_users(split.train, 0.4, seed=0)
+    assert val is not None
+    fit_events, task_events = split_users(split.train, (0.4,), seed=0)
     return dict(split=split, enc=encoders, available=available, history=history, val=val,
                 fit_events=fit_events, task_events=task_events)
+
+
+def session_eval_tasks(build, events, k, n_query, encoders, candidates, history):
+    """Full-ranking tasks of one session definition, negatives drawn against ``history``; None if no user qualifies."""
+    tasks = build(events, k, n_query, negatives=NegativeSampling(1, history=history))
+    return EvalTasks.from_tasks(tasks, encoders, candidates=candidates) if tasks.num_tasks else None
 
 
 def test_session_eval_tasks_rank_only_available_items(shop):
@@ -111,7 +117,9 @@ def test_item_item_learners_train_and_switch_to_the_evaluation_similarity(shop):
     sim_eval = ItemKNN.similarity(cooccurrence(shop["split"].train, enc), 10.0)
     inputs = ItemItemInputs(sim_train, sim_eval, torch.zeros(enc.spec.n_items), torch.as_tensor(enc.item_category))
     config = ItemItemConfig(algorithm="metasgd", meta_steps=20, eval_every=10, n_query=5, max_support_items=10)
-    train = item_item_training_batch(build_basket_tasks, shop["task_events"], 3, enc, shop["history"], config)
+    tasks = build_basket_tasks(shop["task_events"], 3, config.n_query,
+                               negatives=NegativeSampling(config.n_neg, history=shop["history"]))
+    train = item_item_training_batch(tasks, enc, config)
     assert train.num_tasks > 50 and train.support_x["support_items"].shape[-1] <= 10
     learner = meta_train_item_item(inputs, train, shop["val"], config, seed=0)
     assert isinstance(learner, MetaSGD)
@@ -141,7 +149,9 @@ def test_ranking_table_cis_verdicts_and_seed_spread():
     assert table.loc["learner", "verdict"] == "better" and table.loc["weak", "verdict"] == "worse"
     assert table.loc["strong", "verdict"] == "no detectable difference"
     assert table.loc["learner", "n_seeds"] == 2 and table.loc["weak", "n_seeds"] == 1
-    assert table.loc["learner", "seed_std"] == pytest.approx(0.1, abs=1e-6) and table.loc["weak", "seed_std"] == 0
+    # The spread of the per-seed means (0.1 + m and 0.3 + m), with n - 1: 0.2 / sqrt(2).
+    assert table.loc["learner", "seed_std"] == pytest.approx(0.2 / math.sqrt(2), abs=1e-6)
+    assert table.loc["weak", "seed_std"] == 0
     for name, row in table.iterrows():
         assert row["ci_low"] <= row["mean"] <= row["ci_high"]
         assert row["diff_low"] <= row["diff"] <= row["diff_high"]

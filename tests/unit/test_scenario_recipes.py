@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from metarec_ref.data import Encoders, build_user_tasks, generate, to_task_batch
+from metarec_ref.data import Encoders, NegativeSampling, SyntheticConfig, build_user_tasks, generate, to_task_batch
 from metarec_ref.eval import (
     FineTune,
     GlobalModel,
@@ -14,13 +14,14 @@ from metarec_ref.eval import (
     SupervisedConfig,
     pool_events,
     train_supervised,
+    tune_fine_tuning,
 )
 from metarec_ref.models import build_model
+from metarec_ref.recipes import ColdStartCut, cold_start_shop
 from metarec_ref.recipes.scenarios import (
     curve_against_k,
     events_with_negatives,
     tuned_epochs,
-    tuned_fine_tuning,
 )
 from metarec_ref.runtime import GridEdgeWarning
 
@@ -29,7 +30,7 @@ from metarec_ref.runtime import GridEdgeWarning
 def shop():
     log = generate(n_users=150, n_items=60, n_interactions=6000, seed=2)
     encoders = Encoders.fit(log.events)
-    tasks = build_user_tasks(log.events, 6, 3, n_neg=1, negatives="popularity", seed=0)
+    tasks = build_user_tasks(log.events, 6, 3, negatives=NegativeSampling(1, "popularity"), seed=0)
     torch.manual_seed(0)
     model = build_model("mlp", encoders.spec)
     train_supervised(model, *pool_events(to_task_batch(tasks, encoders)), SupervisedConfig(epochs=1, seed=0))
@@ -57,9 +58,9 @@ def test_tuned_values_warn_on_grid_edges(shop):
     val = to_task_batch(tasks, encoders)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        choice = tuned_fine_tuning(model, val, [1, 2], [0.1], "test")  # two-point grid: any choice is an edge
+        choice = tune_fine_tuning(model, val, [1, 2], [0.1], warn_on_edge="test")  # two points: any choice is an edge
     assert choice.steps in (1, 2) and any(issubclass(w.category, GridEdgeWarning) for w in caught)
-    x, y = events_with_negatives(log.events.head(300), encoders, seed=1)
+    x, y = events_with_negatives(log.events.head(300), encoders, NegativeSampling(1, "popularity"), seed=1)
     assert len(y) == 600 and float(y.sum()) == 300  # every event, each with one negative
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -72,3 +73,22 @@ def test_tuned_values_warn_on_grid_edges(shop):
 
 def per_param_sum(model):
     return sum(p.detach().sum() for p in model.parameters())
+
+
+def test_tuning_without_a_name_stays_silent(shop):
+    log, encoders, tasks, model = shop
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        choice = tune_fine_tuning(model, to_task_batch(tasks, encoders), [1, 2], [0.1])
+    assert not any(issubclass(w.category, GridEdgeWarning) for w in caught)
+    assert (choice.method.steps, choice.method.lr) == (choice.steps, choice.lr) == (choice.chosen["steps"], 0.1)
+
+
+def test_the_shop_is_the_cold_start_pipeline_cut():
+    log = SyntheticConfig(n_users=300, n_items=80, n_interactions=8000, initial_users=0.3, seed=3)
+    cut = ColdStartCut(k_support=3, n_query=4, negatives=NegativeSampling(1, "popularity"), cut_quantile=0.7, seed=3)
+    shop = cold_start_shop(log, cut)
+    assert shop.split.cut_time == shop.events["timestamp"].quantile(0.7)
+    assert shop.train.num_tasks > 10 and shop.val.num_tasks > 2
+    real = shop.train.support_mask
+    assert ((shop.train.support_y == 0) & real).sum() == ((shop.train.support_y == 1) & real).sum()  # one negative each

@@ -5,10 +5,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from metarec_ref.data import NegativeSampling
 from metarec_ref.data import Encoders
-from metarec_ref.data import (
-    build_basket_tasks,
-    build_next_session_tasks,
+from metarec_ref.data import build_basket_tasks, build_next_session_tasks
+from metarec_ref.data.sessions import (
     build_session_tasks,
     ranking_targets_with_repeats,
     session_task_coverage,
@@ -57,7 +57,7 @@ def test_next_session_by_hand():
 
 def test_tasks_work_with_to_task_batch_and_ranking_targets():
     enc = Encoders.fit(EXAMPLE)
-    tasks = build_session_tasks(EXAMPLE, "next_session", 2, 5, n_neg=1, seed=0)
+    tasks = build_session_tasks(EXAMPLE, "next_session", 2, 5, negatives=NegativeSampling(1), seed=0)
     batch = to_task_batch(tasks, enc)
     assert batch.num_tasks == 1 and int(batch.support_mask.sum()) == 6  # 3 positives + 3 negatives
     assert float(batch.support_y.sum()) == 3

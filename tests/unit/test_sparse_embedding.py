@@ -12,23 +12,16 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from metarec_ref.batch import UNKNOWN, FeatureSpec, TaskBatch
 from metarec_ref.meta import (
     MAML,
-    ROW_WISE_MIN_ROWS,
     MetaSGD,
     Reptile,
     check_meta_gradient,
 )
-from metarec_ref.meta.sparse_embedding import (
-    _routed_forward,
-    _Routing,
-    dense_tables,
-    gather_rows,
-    lookup_rows,
-    SHARED_ROWS,
-    mean_table_change,
-    unique_rows,
-)
+from metarec_ref.meta.fast_weights import dense_tables, gather_rows, mean_table_change
+from metarec_ref.meta.forward import SHARED_ROWS, _routed_forward, _Routing, lookup_rows
+from metarec_ref.meta.sparse_embedding import ROW_WISE_MIN_ROWS, unique_rows
 from metarec_ref.models import MLP, MeLU, WideAndDeep, XDeepFM
 from metarec_ref.models.layers import flatten_features
+from tests.unit.helpers import adapted_with_graph
 
 SPEC = FeatureSpec(n_items=40, n_categories=6, n_scenarios=3, n_dense=2)
 MODELS = [MLP, WideAndDeep, XDeepFM, MeLU]
@@ -86,7 +79,7 @@ def test_row_wise_meta_gradient_equals_the_dense_one(cls, first_order, batched, 
     options = {"inner_steps": 2, "inner_lr": 0.5, "first_order": first_order, "batched": batched, "trace": trace}
     dense = MAML(model, sparse_min_rows=0, sparse_embeddings=False, **options)
     sparse = MAML(model, sparse_min_rows=0, **options)
-    state = sparse.adapt_for_meta_loss(batch)[0]
+    state = adapted_with_graph(sparse, batch)[0]
     assert state.rows and all(r.shape[1] < 40 for r in state.rows.values())  # tables went row-wise
     assert_same(meta_grads(sparse, batch), meta_grads(dense, batch))
 
@@ -104,7 +97,7 @@ def test_frozen_tables_gathered_once_give_the_same_meta_gradient(cls, adapt, fir
                "adapt": adapt}
     plain = MAML(model, sparse_min_rows=0, sparse_embeddings=False, **options)
     gathered = MAML(model, sparse_min_rows=0, **options)
-    state = gathered.adapt_for_meta_loss(batch)[0]
+    state = adapted_with_graph(gathered, batch)[0]
     shared = [k for k in state.frozen if k.endswith(SHARED_ROWS)]
     assert shared and state.rows == {}  # the frozen tables went through their gathered rows
     assert_same(meta_grads(gathered, batch), meta_grads(plain, batch))
@@ -221,7 +214,7 @@ def test_reptile_direction_never_materialises_full_tables(monkeypatch):
     def no_full_tables(*args, **kwargs):
         raise AssertionError("a full per-task table was materialised")
 
-    monkeypatch.setattr("metarec_ref.meta.functional.dense_tables", no_full_tables)
+    monkeypatch.setattr("metarec_ref.meta.fast_weights.dense_tables", no_full_tables)
     direction, _ = Reptile(model, sparse_min_rows=0, inner_steps=2).reptile_direction(batch)
     assert direction.keys() == reference.keys()
     for name in direction:
@@ -355,7 +348,7 @@ def test_row_wise_cost_does_not_grow_with_the_catalogue():
                       torch.ones(8, 5, dtype=torch.bool),
                       {k: v.float() if k == "dense" else v for k, v in qx.items()}, torch.ones(8, 6),
                       torch.ones(8, 6, dtype=torch.bool))
-    state, _ = MAML(model, sparse_min_rows=0).adapt_for_meta_loss(batch)
+    state, _ = adapted_with_graph(MAML(model, sparse_min_rows=0), batch)
     assert state.local["embeddings.item.weight"].shape == (8, 16, 16)  # 11 rows read -> 16
     assert flatten_features(batch.support_x, big)[1] == (8, 5)
 

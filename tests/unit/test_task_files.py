@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from metarec_ref.batch import FeatureSpec, TaskBatch
-from metarec_ref.data import TASK_FILE_FORMAT, load_tasks, save_tasks
+from metarec_ref.data import load_tasks, save_tasks
+from metarec_ref.data.task_files import TASK_FILE_FORMAT
 from tests.unit.helpers import make_dict_batch
 
 SPEC = FeatureSpec(n_items=20, n_categories=3, n_scenarios=2, n_dense=2, n_users=5)

@@ -8,8 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metarec_ref.batch import UNKNOWN
+from metarec_ref.data import NegativeSampling
 from metarec_ref.data import Encoders, validate_events
-from metarec_ref.data import CELLS, temporal_cold_start_split
+from metarec_ref.data import temporal_cold_start_split
+from metarec_ref.data.splits import CELLS
 from metarec_ref.data import (
     build_item_tasks,
     build_scenario_tasks,
@@ -17,9 +19,9 @@ from metarec_ref.data import (
     build_user_tasks,
     build_window_tasks,
     ranking_targets,
-    sample_negatives,
     to_task_batch,
 )
+from metarec_ref.data.negatives import sample_negatives
 from tests.unit.helpers import T0, make_log, small_log
 
 FAST = settings(max_examples=40, deadline=None)
@@ -35,7 +37,7 @@ random_logs = st.lists(
 @given(random_logs, st.integers(1, 4), st.integers(1, 4), st.sampled_from(["user", "item"]))
 def test_query_is_strictly_later_than_support(log, k, q, kind):
     build = build_user_tasks if kind == "user" else build_item_tasks
-    tasks = build(log, k, q, n_neg=1 if log["item_id"].nunique() > 6 else 0)
+    tasks = build(log, k, q, negatives=NegativeSampling(1) if log["item_id"].nunique() > 6 else None)
     if tasks.num_tasks == 0:
         return
     ev = tasks.events
@@ -52,7 +54,7 @@ def test_query_is_strictly_later_than_support(log, k, q, kind):
 def test_negatives_never_hit_the_users_positives(log, exclude, strategy):
     pool = list(range(30))  # larger than any user's history, so uniform negatives always exist
     try:
-        neg = sample_negatives(log, log, 2, exclude=exclude, strategy=strategy, pool=pool, seed=3)
+        neg = sample_negatives(log, NegativeSampling(2, strategy, exclude, history=log), pool=pool, seed=3)
     except ValueError as err:
         # Popularity draws only items of the history, in proportion to their counts: a user who
         # saw (nearly) all of them may have no negative within the sampler's 100 redraws, and
@@ -95,9 +97,9 @@ def test_no_test_user_or_test_period_event_reaches_training_or_tuning(log, quant
 @FAST
 @given(random_logs, st.integers(0, 5), st.sampled_from(["temporal", "random"]))
 def test_same_seed_same_tasks(log, seed, split):
-    n_neg = 1 if log["item_id"].nunique() > 6 else 0
-    a = build_user_tasks(log, 2, 3, n_neg=n_neg, split=split, seed=seed)
-    b = build_user_tasks(log, 2, 3, n_neg=n_neg, split=split, seed=seed)
+    negatives = NegativeSampling(1) if log["item_id"].nunique() > 6 else None
+    a = build_user_tasks(log, 2, 3, negatives=negatives, split=split, seed=seed)
+    b = build_user_tasks(log, 2, 3, negatives=negatives, split=split, seed=seed)
     pd.testing.assert_frame_equal(a.events, b.events)
     pd.testing.assert_frame_equal(a.keys, b.keys)
 
@@ -136,7 +138,7 @@ def test_random_split_is_a_permutation_of_the_first_k_plus_q():
 
 def test_negatives_follow_their_positive_with_the_same_context():
     log = small_log()
-    tasks = build_user_tasks(log, 2, 3, n_neg=2, seed=0)
+    tasks = build_user_tasks(log, 2, 3, negatives=NegativeSampling(2), seed=0)
     ev = tasks.events
     pos = np.flatnonzero(~ev["is_negative"].to_numpy())
     for p in pos[:5]:
@@ -148,7 +150,7 @@ def test_negatives_follow_their_positive_with_the_same_context():
 
 
 def test_item_tasks_resample_users_and_keep_the_item():
-    tasks = build_item_tasks(small_log(), 1, 1, n_neg=1)
+    tasks = build_item_tasks(small_log(), 1, 1, negatives=NegativeSampling(1))
     neg = tasks.events[tasks.events["is_negative"]]
     pos = tasks.events[~tasks.events["is_negative"]]
     assert len(neg) == len(pos)
@@ -161,7 +163,7 @@ def test_popularity_negatives_prefer_popular_items():
     rows += [(0, 50, 100, 0)]
     log = make_log(rows)
     target = log[log["user_id"] == 0]
-    neg = sample_negatives(pd.concat([target] * 400), log, 1, strategy="popularity", seed=0)
+    neg = sample_negatives(pd.concat([target] * 400), NegativeSampling(1, "popularity", history=log), seed=0)
     share_of_item0 = (neg["item_id"] == 0).mean()
     assert 0.4 < share_of_item0 < 0.6  # item 0 holds 59 of 119 history events
 
@@ -169,7 +171,7 @@ def test_popularity_negatives_prefer_popular_items():
 def test_negative_sampling_fails_clearly_when_everything_was_seen():
     log = make_log([(0, 0, 0, 0), (0, 1, 1, 0), (1, 0, 2, 0)])
     with pytest.raises(ValueError, match="could not find negatives"):
-        sample_negatives(log[log["user_id"] == 0], log, 1, exclude="all")
+        sample_negatives(log[log["user_id"] == 0], NegativeSampling(1, exclude="all", history=log))
 
 
 def test_scenario_and_window_tasks():
@@ -199,7 +201,7 @@ def test_bad_task_arguments(kwargs, message):
 def test_to_task_batch_pads_and_masks():
     log = small_log()
     enc = Encoders.fit(log)
-    tasks = build_user_tasks(log, 2, 3, n_neg=1)
+    tasks = build_user_tasks(log, 2, 3, negatives=NegativeSampling(1))
     batch = to_task_batch(tasks, enc, "cpu")
     assert batch.num_tasks == 3
     assert batch.support_x["item"].shape == (3, 4) and batch.query_x["item"].shape == (3, 6)
@@ -217,7 +219,7 @@ def test_to_task_batch_pads_and_masks():
 def test_ranking_targets_mark_query_positives_and_exclude_support():
     log = small_log()
     enc = Encoders.fit(log)
-    tasks = build_user_tasks(log, 2, 3, n_neg=1)
+    tasks = build_user_tasks(log, 2, 3, negatives=NegativeSampling(1))
     targets = ranking_targets(tasks, enc)
     codes = enc.encode_items
     assert targets.positives[0].nonzero().flatten().tolist() == list(codes([2, 3, 4]))

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from metarec_ref.data import NegativeSampling
 from metarec_ref.data import Encoders, build_user_tasks, generate, to_task_batch
 
 
@@ -13,7 +14,7 @@ def log():
 
 
 def test_first_support_keeps_query_and_negatives(log):
-    tasks = build_user_tasks(log.events, 8, 4, n_neg=1, negatives="popularity", seed=3)
+    tasks = build_user_tasks(log.events, 8, 4, negatives=NegativeSampling(1, "popularity"), seed=3)
     small = tasks.first_support(3)
     assert small.num_tasks == tasks.num_tasks
     pd.testing.assert_frame_equal(small.query.reset_index(drop=True), tasks.query.reset_index(drop=True))
@@ -33,7 +34,7 @@ def test_first_support_keeps_query_and_negatives(log):
 
 
 def test_first_support_batches_and_bounds(log):
-    tasks = build_user_tasks(log.events, 6, 3, n_neg=1, seed=0)
+    tasks = build_user_tasks(log.events, 6, 3, negatives=NegativeSampling(1), seed=0)
     encoders = Encoders.fit(log.events)
     batch = to_task_batch(tasks.first_support(2), encoders)
     assert int(batch.support_mask.sum(1).max()) == 4

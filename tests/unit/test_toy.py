@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from metarec_ref.eval import per_task_auc
+from metarec_ref.eval.metrics import per_task_auc
 from metarec_ref.data import ToyConfig, ToyOracle, preference_tasks
 
 

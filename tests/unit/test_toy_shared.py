@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from metarec_ref.data import ToyConfig, preference_tasks, segment_centres
+from metarec_ref.data import ToyConfig, preference_tasks
+from metarec_ref.data.toy import segment_centres
 
 
 def test_shared_zero_keeps_the_shop_unchanged():

@@ -9,13 +9,12 @@ from torch import nn
 from metarec_ref.meta import (
     MAML,
     BatchedTaskLoss,
+    FastWeights,
     MetaSGD,
     Reptile,
-    functional,
     masked_bce_loss,
-    select_params,
-    tracing,
 )
+from metarec_ref.meta import tracing
 from tests.unit.helpers import EmbeddingModel, flat, make_batch, make_dict_batch, meta_grad, tiny_model
 
 
@@ -64,14 +63,14 @@ def test_forward_runs_once_per_signature_and_retraces_on_new_shapes_or_mode():
     batch = make_dict_batch()
     learner.meta_loss(batch)
     calls_after_first = len(model.seen_table_ptrs)
-    assert len(learner._traced_graphs) == 2  # support and query shapes differ
+    assert len(learner._trace_cache) == 2  # support and query shapes differ
     learner.meta_loss(batch)
     assert len(model.seen_table_ptrs) == calls_after_first  # replayed, forward not re-run
     learner.meta_loss(make_dict_batch(tasks=5))
-    assert len(learner._traced_graphs) == 4
+    assert len(learner._trace_cache) == 4
     model.eval()
     learner.meta_loss(batch)
-    assert len(learner._traced_graphs) == 6
+    assert len(learner._trace_cache) == 6
 
 
 def test_trace_cache_is_bounded(monkeypatch):
@@ -79,7 +78,7 @@ def test_trace_cache_is_bounded(monkeypatch):
     learner = MAML(tiny_model(), inner_steps=1, inner_lr=0.1, trace=True)
     for tasks in range(1, 6):
         learner.meta_loss(make_batch(tasks=tasks))
-    assert len(learner._traced_graphs) == 3
+    assert len(learner._trace_cache) == 3
 
 
 class DataDependent(nn.Module):
@@ -93,10 +92,10 @@ class DataDependent(nn.Module):
 
 
 def test_untraceable_forward_names_the_fix():
-    adapted, frozen = select_params(DataDependent().double())
-    losses = BatchedTaskLoss(DataDependent().double(), masked_bce_loss, frozen, trace=True)
+    model = DataDependent().double()
+    losses = BatchedTaskLoss(model, masked_bce_loss, trace=True)
     batch = make_batch()
-    expanded = functional.expand_to_tasks(adapted, batch.num_tasks)
+    expanded = FastWeights.of(model).expand(batch.num_tasks)
     with pytest.raises(RuntimeError, match=r"DataDependent.forward.*use trace=False"):
         losses(expanded, batch.support_x, batch.support_y, batch.support_mask)
 
@@ -140,13 +139,12 @@ def test_drop_identity_ops_keeps_a_copy_whose_source_is_written_later():
 def test_traced_graph_has_fewer_ops_than_the_raw_trace():
     learner = MAML(tiny_model(), inner_steps=1, inner_lr=0.1, trace=True)
     learner.meta_loss(make_batch(k=5, q=5))
-    (graph,) = learner._traced_graphs.values()
+    (graph,) = learner._trace_cache.graphs.values()
     from torch.fx.experimental.proxy_tensor import make_fx
 
     assert tracing.drop_identity_ops(graph) == 0  # already pruned once
-    adapted, frozen = select_params(learner.model)
     batch = make_batch(k=5, q=5)
-    raw = make_fx(BatchedTaskLoss(learner.model, masked_bce_loss, frozen)._losses)(
-        functional.expand_to_tasks({k: v.detach() for k, v in adapted.items()}, batch.num_tasks), frozen,
-        batch.support_x, batch.support_y, batch.support_mask)
+    state = FastWeights.of(learner.model, detach=True).expand(batch.num_tasks)
+    raw = make_fx(BatchedTaskLoss(learner.model, masked_bce_loss)._plain)(
+        state.local, state.frozen, batch.support_x, batch.support_y, batch.support_mask)
     assert len(graph.graph.nodes) < len(raw.graph.nodes)

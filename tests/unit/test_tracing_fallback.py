@@ -35,7 +35,7 @@ def make_batch(tasks: int = 3, k: int = 4) -> TaskBatch:
 
 
 def traced_graphs(learner: MAML) -> list:
-    return [k for k in learner._traced_graphs if isinstance(k, tuple)]
+    return list(learner._trace_cache.graphs)
 
 
 def test_tracing_is_the_default_for_shapes_that_recur():

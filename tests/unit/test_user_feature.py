@@ -8,6 +8,7 @@ import torch
 from metarec_ref.eval import FineTune
 from metarec_ref.batch import FeatureSpec
 from metarec_ref.batch import UNKNOWN
+from metarec_ref.data import NegativeSampling
 from metarec_ref.data import Encoders
 from metarec_ref.eval import per_task_metrics
 from metarec_ref.meta import MAML
@@ -41,10 +42,10 @@ def test_with_users_codes_known_users_and_maps_others_to_unknown(small_log):
 
 def test_batches_carry_users_only_when_encoded(small_log):
     log = small_log
-    plain = to_task_batch(build_user_tasks(log, 2, 3, n_neg=1), Encoders.fit(log))
+    plain = to_task_batch(build_user_tasks(log, 2, 3, negatives=NegativeSampling(1)), Encoders.fit(log))
     assert "user" not in plain.support_x
     enc = Encoders.fit(log).with_users(log)
-    tasks = build_item_tasks(log, 1, 1, n_neg=1, seed=0)
+    tasks = build_item_tasks(log, 1, 1, negatives=NegativeSampling(1), seed=0)
     batch = to_task_batch(tasks, enc)
     assert batch.support_x["user"].shape == batch.support_x["item"].shape
     assert (batch.query_x["user"][~batch.query_mask] == UNKNOWN).all()
@@ -59,7 +60,7 @@ def test_batches_carry_users_only_when_encoded(small_log):
 def test_ranking_targets_and_catalog_carry_the_task_user(small_log):
     log = small_log
     enc = Encoders.fit(log).with_users(log)
-    tasks = build_user_tasks(log, 2, 3, n_neg=1)
+    tasks = build_user_tasks(log, 2, 3, negatives=NegativeSampling(1))
     targets = ranking_targets(tasks, enc)
     last = tasks.events[~tasks.events["is_query"]].groupby("task").tail(1)
     assert targets.user.tolist() == list(enc.encode_users(last["user_id"]))
@@ -116,7 +117,7 @@ def test_maml_adapts_a_new_item_from_its_users():
     log = pd.DataFrame(rows, columns=["user_id", "item_id", "minute"])
     log["timestamp"] = pd.Timestamp("2024-01-01") + pd.to_timedelta(log.pop("minute"), unit="min")
     enc = Encoders.fit(log).with_users(log)
-    tasks = build_item_tasks(log, 5, 6, n_neg=1, seed=0)
+    tasks = build_item_tasks(log, 5, 6, negatives=NegativeSampling(1), seed=0)
     batch = to_task_batch(tasks, enc)
     torch.manual_seed(0)
     # The user table must carry taste: learn it with the item embeddings adapted per task.

@@ -17,6 +17,7 @@ from metarec_ref.book.build import book_config
 from metarec_ref.book.errors import show_error
 from metarec_ref.book.figures import draw_maml_loops, draw_meta_gradient_graph, draw_tasks_timeline
 from metarec_ref.book.glue import below, glue
+from metarec_ref.book.metric_figures import plot_attention, plot_prototypes
 from metarec_ref.book.plotting import (
     plot_history,
     plot_metric_vs_inner_steps,
@@ -41,9 +42,11 @@ __all__ = [
     "glue",
     "max_change",
     "parameter_grads",
+    "plot_attention",
     "plot_history",
     "plot_metric_vs_inner_steps",
     "plot_metric_vs_k",
+    "plot_prototypes",
     "plot_row_gather",
     "plot_temporal_split",
     "ShallowCopyPatch",

@@ -172,15 +172,23 @@ class MatchingNet(_MetricLearner):
         embeddings = nn.functional.normalize(embed_events(self.encoder, batch.support_x), dim=-1)
         return SupportSet(embeddings, batch.support_y, batch.support_mask)
 
-    def score(self, state: SupportSet, x: Features) -> Tensor:
-        """Logits ``(tasks, n)`` of events ``x`` (leaves ``(tasks, n, ...)``)."""
+    def attention(self, state: SupportSet, x: Features) -> Tensor:
+        """Weights ``(tasks, n, k)`` of each event of ``x`` over its task's support events.
+
+        ``softmax(temperature * cosine)`` over the real support events: each row sums to 1, padded
+        support events get 0 (a task with no real support event gets a row of zeros).
+        """
         _check_task_count(x, state.embeddings.shape[0])
         queries = nn.functional.normalize(embed_events(self.encoder, x), dim=-1)  # (tasks, n, d)
         sims = queries @ state.embeddings.transpose(1, 2) * self.log_temperature.exp()  # (tasks, n, k)
         real = state.mask.unsqueeze(1)  # (tasks, 1, k)
         sims = sims.masked_fill(~real, torch.finfo(sims.dtype).min)
-        attention = torch.softmax(sims, dim=-1) * real  # all-padding rows become zeros
-        prob = (attention * state.labels.to(sims.dtype).unsqueeze(1)).sum(-1)
+        return torch.softmax(sims, dim=-1) * real  # all-padding rows become zeros
+
+    def score(self, state: SupportSet, x: Features) -> Tensor:
+        """Logits ``(tasks, n)`` of events ``x`` (leaves ``(tasks, n, ...)``)."""
+        attention = self.attention(state, x)
+        prob = (attention * state.labels.to(attention.dtype).unsqueeze(1)).sum(-1)
         has_support = state.mask.any(1, keepdim=True)  # (tasks, 1)
         prob = torch.where(has_support, prob.clamp(self.eps, 1 - self.eps), torch.full_like(prob, 0.5))
         return torch.log(prob) - torch.log1p(-prob)

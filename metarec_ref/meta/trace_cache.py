@@ -2,7 +2,8 @@
 
 One :class:`TraceCache` per learner holds the graphs of its batched task loss and of its row
 recording (:func:`~metarec_ref.meta.sparse_embedding.touched_ids`), how often each signature not
-yet traced was met, and whether the learner's forward failed to trace once.
+yet traced was met, and whether the learner's forward failed to trace once. A copy of a learner
+(``copy.deepcopy``) starts with an empty cache and records its own graphs when its shapes recur.
 """
 
 from __future__ import annotations
@@ -24,6 +25,15 @@ class TraceCache:
 
     def __len__(self) -> int:
         return len(self.graphs)
+
+    def __deepcopy__(self, memo: dict) -> TraceCache:
+        """An empty cache that remembers only whether the forward failed to trace.
+
+        A recorded graph is a cache, not state: the copy re-records it on demand (same numbers).
+        Deep-copying the graphs themselves would copy torch's internal pytree specs, which
+        raises a FutureWarning in recent torch versions.
+        """
+        return TraceCache(untraceable=self.untraceable)
 
     def recurs(self, key: tuple) -> bool:
         """Count a sighting of ``key``; True once it was met ``TRACE_AFTER`` times."""

@@ -122,6 +122,29 @@ def test_matchingnet_attends_to_the_most_similar_support_event():
     assert unsaturated.log_temperature.grad is not None and unsaturated.log_temperature.grad != 0
 
 
+def test_matchingnet_attention_is_a_softmax_of_cosines_over_real_support_events():
+    torch.manual_seed(0)
+    learner = MatchingNet(encoder(), init_temperature=3.0).double()
+    batch = cluster_tasks(3, 4, 5, torch.Generator().manual_seed(1))
+    batch.support_x, batch.query_x = batch.support_x.double(), batch.query_x.double()
+    batch.support_mask[1, 2:] = False  # task 1 has two real support events
+    state = learner.adapt(batch)
+    weights = learner.attention(state, batch.query_x)
+    assert weights.shape == (3, 5, 4)
+    for t in range(3):  # by hand, one task and one query event at a time
+        real = batch.support_mask[t]
+        support = learner.encoder(batch.support_x[t][real])
+        for i in range(5):
+            query = learner.encoder(batch.query_x[t, i])
+            cosines = torch.stack([torch.dot(query, s) / (query.norm() * s.norm()) for s in support])
+            expected = torch.zeros(4, dtype=torch.float64)
+            expected[real] = torch.softmax(3.0 * cosines, dim=0)
+            torch.testing.assert_close(weights[t, i], expected)
+    # the score is the logit of the attention-weighted mean label
+    prob = (weights * batch.support_y.double().unsqueeze(1)).sum(-1).clamp(learner.eps, 1 - learner.eps)
+    torch.testing.assert_close(learner.score(state, batch.query_x), torch.log(prob / (1 - prob)))
+
+
 @pytest.mark.parametrize("cls", [ProtoNet, MatchingNet])
 def test_padded_support_events_change_nothing(cls):
     torch.manual_seed(0)

@@ -81,6 +81,23 @@ def test_trace_cache_is_bounded(monkeypatch):
     assert len(learner._trace_cache) == 3
 
 
+def test_a_deep_copy_starts_an_empty_cache_quietly_and_gives_the_same_numbers():
+    import copy
+    import warnings
+
+    batch = make_batch()
+    learner = MAML(tiny_model(), inner_steps=2, inner_lr=0.3, trace=True)
+    expected = flat(torch.autograd.grad(learner.meta_loss(batch), list(learner.parameters())))
+    assert len(learner._trace_cache) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # copying recorded graphs warned (torch's pytree specs)
+        clone = copy.deepcopy(learner)
+    assert len(clone._trace_cache) == 0 and len(learner._trace_cache) == 2
+    got = flat(torch.autograd.grad(clone.meta_loss(batch), list(clone.parameters())))
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+    assert len(clone._trace_cache) == 2  # the copy records its own graphs
+
+
 class DataDependent(nn.Module):
     def __init__(self):
         super().__init__()

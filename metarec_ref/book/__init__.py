@@ -23,6 +23,7 @@ from metarec_ref.book.plotting import (
     plot_metric_vs_k,
 )
 from metarec_ref.book.split_figure import plot_temporal_split
+from metarec_ref.book.stats_figure import plot_reading_a_comparison, read_comparison
 from metarec_ref.book.sparse_figure import plot_row_gather
 
 __all__ = [
@@ -44,8 +45,10 @@ __all__ = [
     "plot_history",
     "plot_metric_vs_inner_steps",
     "plot_metric_vs_k",
+    "plot_reading_a_comparison",
     "plot_row_gather",
     "plot_temporal_split",
+    "read_comparison",
     "ShallowCopyPatch",
     "show_error",
     "snapshot",

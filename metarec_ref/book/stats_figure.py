@@ -5,8 +5,9 @@ same users": the difference per user, its 95% interval three ways (paired over u
 users and training seeds, as the chapters report it; unpaired, as two separate intervals would
 judge it), and a family of p-values against Holm's thresholds, beside a family of the same size
 with no true difference (each user's two values swapped at random), which shows what chance alone
-does to uncorrected p-values. :func:`plot_reading_a_comparison` draws them. Every interval and adjusted p-value comes from :mod:`metarec_ref.eval.paired` and
-:mod:`metarec_ref.eval.family`, so the figure shows the numbers the chapters' tables show.
+does to uncorrected p-values. :func:`plot_reading_a_comparison` draws them. Every interval and
+adjusted p-value comes from :mod:`metarec_ref.eval.paired` and :mod:`metarec_ref.eval.family`, so
+the figure shows the numbers the chapters' tables show.
 """
 
 from __future__ import annotations

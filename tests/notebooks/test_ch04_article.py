@@ -54,3 +54,4 @@ def test_article_chapter_small(tmp_path):
     assert values["fix_memorising_ci_low"] < 0
     detectable = values["fix_memorising_ci_high"] < 0 and values["fix_memorising_p_holm"] < 0.05
     assert values["fix_memorising_verdict"] == ("loses to" if detectable else "is not distinguishable from")
+    assert values["fix_memorising_result"] == ("worse" if detectable else "no detectable difference")

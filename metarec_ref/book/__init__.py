@@ -24,6 +24,7 @@ from metarec_ref.book.plotting import (
     plot_metric_vs_k,
 )
 from metarec_ref.book.split_figure import plot_temporal_split
+from metarec_ref.book.stats_figure import plot_reading_a_comparison, read_comparison
 from metarec_ref.book.sparse_figure import plot_row_gather
 
 __all__ = [
@@ -47,8 +48,10 @@ __all__ = [
     "plot_metric_vs_inner_steps",
     "plot_metric_vs_k",
     "plot_prototypes",
+    "plot_reading_a_comparison",
     "plot_row_gather",
     "plot_temporal_split",
+    "read_comparison",
     "ShallowCopyPatch",
     "show_error",
     "snapshot",

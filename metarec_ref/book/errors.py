@@ -9,15 +9,23 @@ from typing import Any
 DEMO_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, LookupError, OSError, ImportError)
 
 
-def show_error(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> BaseException:
+def show_error(
+    fn: Callable[..., Any],
+    *args: Any,
+    expect: type[BaseException] | tuple[type[BaseException], ...] = DEMO_ERRORS,
+    **kwargs: Any,
+) -> BaseException:
     """Call ``fn(*args, **kwargs)``, print ``ErrorType: message`` of the error it raises and return it.
 
-    Errors outside :data:`DEMO_ERRORS` propagate. A call that does not raise is an
-    ``AssertionError``: the chapter would silently stop demonstrating what it claims.
+    One line, no traceback (a traceback names files on the machine that ran it). Errors outside
+    ``expect`` (default :data:`DEMO_ERRORS`) propagate; pass the error a chapter demonstrates on
+    purpose, e.g. ``expect=AttributeError`` for a call of a method that does not exist. A call that
+    does not raise is an ``AssertionError``: the chapter would silently stop demonstrating what it
+    claims.
     """
     try:
         fn(*args, **kwargs)
-    except DEMO_ERRORS as err:
+    except expect as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"{type(err).__name__}: {message}")
         return err

@@ -38,3 +38,14 @@ def test_a_call_that_succeeds_is_an_assertion_error():
 def test_unexpected_errors_propagate():
     with pytest.raises(RuntimeError, match="a bug"):
         show_error(fail, RuntimeError, "a bug")
+
+
+def test_expect_names_the_error_a_chapter_demonstrates(capsys):
+    err = show_error(fail, AttributeError, "'Model' object has no attribute 'clone'", expect=AttributeError)
+    assert isinstance(err, AttributeError)
+    assert capsys.readouterr().out == "AttributeError: 'Model' object has no attribute 'clone'\n"
+
+
+def test_expect_narrows_what_is_shown():
+    with pytest.raises(ValueError, match="not the demonstrated error"):
+        show_error(fail, ValueError, "not the demonstrated error", expect=AttributeError)

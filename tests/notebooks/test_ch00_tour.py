@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from metarec_ref.eval import verdict
 from tests.notebooks.harness import run_notebook
 
 
@@ -13,3 +14,10 @@ def test_tour_small(tmp_path):
     # The toy shop's true preferences are the ceiling: no learner reaches them on average.
     assert values["tour_auc_after"] < values["tour_auc_oracle"]
     assert values["tour_auc_oracle"] > 0.9
+    # The fine-tuned global model gets MAML's budget at most, tuned on validation users.
+    assert values["tour_ft_steps"] <= values["tour_inner_steps"]
+    assert not values["tour_ft_lr_on_edge"], "widen FT_LR_GRID: the tuned learning rate sits on its edge"
+    # The verdict is the one its interval implies.
+    low, high = values["tour_ft_ci_low"], values["tour_ft_ci_high"]
+    assert low <= values["tour_ft_diff"] <= high
+    assert values["tour_ft_verdict"] == verdict(low, high)

@@ -16,7 +16,7 @@ from metarec_ref.book.article_sketch import (
 from metarec_ref.book.build import book_config
 from metarec_ref.book.errors import show_error
 from metarec_ref.book.figures import draw_maml_loops, draw_meta_gradient_graph, draw_tasks_timeline
-from metarec_ref.book.glue import below, glue
+from metarec_ref.book.glue import below, glue, glued_values
 from metarec_ref.book.metric_figures import plot_attention, plot_prototypes
 from metarec_ref.book.plotting import (
     plot_history,
@@ -26,6 +26,7 @@ from metarec_ref.book.plotting import (
 from metarec_ref.book.split_figure import plot_temporal_split
 from metarec_ref.book.stats_figure import plot_reading_a_comparison, read_comparison
 from metarec_ref.book.sparse_figure import plot_row_gather
+from metarec_ref.book.when_figure import plot_when_it_helps, real_log_points
 
 __all__ = [
     "article_outer_step",
@@ -41,6 +42,7 @@ __all__ = [
     "draw_meta_gradient_graph",
     "draw_tasks_timeline",
     "glue",
+    "glued_values",
     "max_change",
     "parameter_grads",
     "plot_attention",
@@ -51,7 +53,9 @@ __all__ = [
     "plot_reading_a_comparison",
     "plot_row_gather",
     "plot_temporal_split",
+    "plot_when_it_helps",
     "read_comparison",
+    "real_log_points",
     "ShallowCopyPatch",
     "show_error",
     "snapshot",

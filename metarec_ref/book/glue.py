@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -42,4 +45,28 @@ def glue(name: str, value, display: bool = False):
     return value
 
 
-__all__ = ["below", "glue", "plain_value"]
+
+
+
+GLUE_MIME = "application/papermill.record/text/plain"
+
+
+def glued_values(notebook) -> dict:
+    """Every value glued in an executed notebook file, parsed back from its repr.
+
+    For a chapter that gathers other chapters' committed results (the closing chapter).
+    """
+    values = {}
+    for cell in json.loads(Path(notebook).read_text())["cells"]:
+        for output in cell.get("outputs", []):
+            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name is None:
+                continue
+            text = output.get("data", {}).get(GLUE_MIME) or output.get("data", {}).get("text/plain")
+            text = "".join(text) if isinstance(text, list) else text
+            try:
+                values[name] = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                values[name] = text
+    return values
+__all__ = ["below", "glue", "glued_values", "plain_value"]

@@ -37,6 +37,11 @@ from metarec_ref.recipes.residual_meta import (
     feature_scale,
     first_products_tasks,
 )
+from metarec_ref.recipes.when_it_helps import (
+    ToyComparisonConfig,
+    compare_on_toy_shop,
+    heterogeneity_shops,
+)
 from metarec_ref.recipes.residual_protocols import (
     ResidualExperiment,
     ScorerFits,
@@ -65,14 +70,17 @@ __all__ = [
     "ResidualConfig",
     "ResidualExperiment",
     "ScorerFits",
+    "ToyComparisonConfig",
     "auc_per_task",
     "build_cold_start_tasks",
     "ci_table",
     "cold_start_shop",
+    "compare_on_toy_shop",
     "curve_against_k",
     "events_with_negatives",
     "feature_scale",
     "first_products_tasks",
+    "heterogeneity_shops",
     "item_item_training_batch",
     "load_online_retail_with_report",
     "mean_metric",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -52,12 +53,14 @@ GLUE_MIME = "application/papermill.record/text/plain"
 
 
 def glued_values(notebook) -> dict:
-    """Every value glued in an executed notebook file, parsed back from its repr.
+    """Every value glued in an executed notebook, parsed back from its repr.
 
-    For a chapter that gathers other chapters' committed results (the closing chapter).
+    notebook: a file path, or a notebook already read (``nbformat.read``). For a chapter that
+    gathers other chapters' committed results (the closing chapter), and for the tests.
     """
     values = {}
-    for cell in json.loads(Path(notebook).read_text())["cells"]:
+    cells = notebook["cells"] if isinstance(notebook, Mapping) else json.loads(Path(notebook).read_text())["cells"]
+    for cell in cells:
         for output in cell.get("outputs", []):
             name = output.get("metadata", {}).get("scrapbook", {}).get("name")
             if name is None:

@@ -2,32 +2,16 @@
 
 from __future__ import annotations
 
-import ast
 import os
 from pathlib import Path
 
 import nbformat
 import papermill
 
+from metarec_ref.book.glue import glued_values  # noqa: F401  (the tests read glued values with it)
+
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
-GLUE_MIME = "application/papermill.record/text/plain"
-
-
-def glued_values(nb: nbformat.NotebookNode) -> dict:
-    """Every value glued with ``myst_nb.glue`` in an executed notebook, parsed from its repr."""
-    values = {}
-    for cell in nb.cells:
-        for output in cell.get("outputs", []):
-            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
-            if name is None:
-                continue
-            text = output.get("data", {}).get(GLUE_MIME) or output.get("data", {}).get("text/plain")
-            try:
-                values[name] = ast.literal_eval(text)
-            except (ValueError, SyntaxError):
-                values[name] = text
-    return values
 
 
 def run_notebook(name: str, tmp_path: Path, **parameters) -> dict:

@@ -63,6 +63,20 @@ class GridEdgeWarning(UserWarning):
     """A value tuned on a grid is the grid's smallest or largest: the optimum may lie beyond it."""
 
 
+def grid_edge(name: str, grid, chosen, *, natural_bounds: tuple = (None, None)) -> str | None:
+    """``"lower"`` or ``"upper"`` when ``chosen`` is the smallest or largest value of ``grid`` (and
+    not a natural bound, see :func:`warn_if_on_grid_edge`), else None. Says nothing."""
+    values = sorted(set(grid))
+    if chosen not in values:
+        raise ValueError(f"{name}: the chosen value {chosen!r} is not in its grid {values}")
+    low, high = natural_bounds
+    if len(values) > 1 and chosen == values[0] and chosen != low:
+        return "lower"
+    if len(values) > 1 and chosen == values[-1] and chosen != high:
+        return "upper"
+    return None
+
+
 def warn_if_on_grid_edge(name: str, grid, chosen, *, natural_bounds: tuple = (None, None)) -> str | None:
     """Warn (:class:`GridEdgeWarning`) when ``chosen`` is the smallest or largest value of ``grid``.
 
@@ -71,16 +85,9 @@ def warn_if_on_grid_edge(name: str, grid, chosen, *, natural_bounds: tuple = (No
     for a mixture weight); landing on one of them is no warning. Returns ``"lower"``,
     ``"upper"`` or None. Grids of fewer than 3 distinct values always warn when on an edge.
     """
-    values = sorted(set(grid))
-    if chosen not in values:
-        raise ValueError(f"{name}: the chosen value {chosen!r} is not in its grid {values}")
-    low, high = natural_bounds
-    edge = None
-    if len(values) > 1 and chosen == values[0] and chosen != low:
-        edge, widen = "lower", "smaller"
-    elif len(values) > 1 and chosen == values[-1] and chosen != high:
-        edge, widen = "upper", "larger"
+    edge = grid_edge(name, grid, chosen, natural_bounds=natural_bounds)
     if edge is not None:
+        values, widen = sorted(set(grid)), "smaller" if edge == "lower" else "larger"
         warnings.warn(
             f"{name}={chosen!r} is at the {edge} edge of its grid {values}: the optimum may lie "
             f"outside it; add {widen} values to the grid",
@@ -92,6 +99,7 @@ def warn_if_on_grid_edge(name: str, grid, chosen, *, natural_bounds: tuple = (No
 
 __all__ = [
     "GridEdgeWarning",
+    "grid_edge",
     "warn_if_on_grid_edge",
     "default_device",
     "peak_rss_mb",

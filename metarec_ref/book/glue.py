@@ -46,9 +46,6 @@ def glue(name: str, value, display: bool = False):
     return value
 
 
-
-
-
 GLUE_MIME = "application/papermill.record/text/plain"
 
 
@@ -72,4 +69,6 @@ def glued_values(notebook) -> dict:
             except (ValueError, SyntaxError):
                 values[name] = text
     return values
+
+
 __all__ = ["below", "glue", "glued_values", "plain_value"]

@@ -27,7 +27,7 @@ from metarec_ref.eval import (
 )
 from metarec_ref.meta import MAML
 from metarec_ref.models import MLP
-from metarec_ref.runtime import seed_everything
+from metarec_ref.runtime import grid_edge, seed_everything
 from metarec_ref.train import MetaTrainConfig, MetaTrainer
 
 METHODS = ("MAML", "MAML start, not adapted", "global", "global, fine-tuned", "oracle")
@@ -92,7 +92,7 @@ def compare_on_toy_shop(shop: ToyConfig, config: ToyComparisonConfig, seed: int 
     cell = ("test users", config.k_support)
     per_user = evaluate_per_task(methods, {cell: test}, seed=seed)
     auc = {name: per_user[(name, *cell)]["auc"] for name in METHODS}
-    on_edge = fine_tune.steps > 0 and fine_tune.lr in (min(config.ft_lr_grid), max(config.ft_lr_grid))
+    on_edge = fine_tune.steps > 0 and grid_edge("fine-tuning learning rate", config.ft_lr_grid, fine_tune.lr) is not None
     return auc, {"ft_steps": fine_tune.steps, "ft_lr": fine_tune.lr, "ft_lr_on_edge": on_edge}
 
 

@@ -124,17 +124,28 @@ def _check_ranking_inputs(scores: Tensor, relevant: Tensor, candidates: Tensor |
     return scores, relevant & candidates, candidates
 
 
-def _tie_groups(scores: Tensor, candidates: Tensor) -> tuple[Tensor, Tensor]:
-    """For each candidate: how many candidates score strictly higher, and its tie-group size."""
+def _sorted_candidates(scores: Tensor, candidates: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Scores as float64, the candidates' scores sorted ascending (others pushed to +inf), and their count."""
     s = scores.to(torch.float64).nan_to_num(posinf=_BIG, neginf=-_BIG)
-    # Ascending sort with non-candidates pushed to +inf; counts below use only the first n_cand.
     s_sorted = torch.where(candidates, s, torch.full_like(s, math.inf)).sort(dim=1).values
-    n_cand = candidates.sum(1, keepdim=True)
-    n_less = torch.searchsorted(s_sorted, s, right=False)
-    n_less_equal = torch.minimum(torch.searchsorted(s_sorted, s, right=True), n_cand)
-    n_higher = n_cand - n_less_equal
-    group_size = n_less_equal - n_less
-    return n_higher, group_size
+    return s, s_sorted, candidates.sum(1, keepdim=True)
+
+
+def _rank_counts(s_sorted: Tensor, n_cand: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
+    """For a few score values per task: how many candidates score strictly higher, and how many tie."""
+    n_less = torch.searchsorted(s_sorted, values.contiguous(), right=False)
+    n_less_equal = torch.minimum(torch.searchsorted(s_sorted, values.contiguous(), right=True), n_cand)
+    return n_cand - n_less_equal, n_less_equal - n_less
+
+
+def _relevant_columns(relevant: Tensor) -> tuple[Tensor, Tensor]:
+    """Column indices covering every task's relevant items (padded), and which of them are relevant.
+
+    Ranking metrics need the rank of the few relevant items only, not of all candidates.
+    """
+    width = int(relevant.sum(1).max()) if relevant.numel() else 0
+    columns = relevant.to(torch.float32).topk(max(width, 1), dim=1).indices
+    return columns, relevant.gather(1, columns)
 
 
 def per_task_ndcg(
@@ -150,7 +161,9 @@ def per_task_ndcg(
     Tasks without a relevant candidate are NaN.
     """
     scores, relevant, candidates = _check_ranking_inputs(scores, relevant, candidates, k)
-    n_higher, group_size = _tie_groups(scores, candidates)
+    s, s_sorted, n_cand = _sorted_candidates(scores, candidates)
+    columns, is_relevant = _relevant_columns(relevant)
+    n_higher, group_size = _rank_counts(s_sorted, n_cand, s.gather(1, columns))
     n = scores.shape[1]
     positions = torch.arange(n + 1, dtype=torch.float64, device=scores.device)
     discount = torch.where(positions < k, 1.0 / torch.log2(positions + 2.0), torch.zeros_like(positions))
@@ -159,7 +172,10 @@ def per_task_ndcg(
     a = n_higher.clamp(max=n)
     b = (n_higher + group_size).clamp(max=n)
     expected_discount = (cum[b] - cum[a]) / group_size.clamp(min=1).to(torch.float64)
-    dcg = torch.where(relevant, expected_discount, torch.zeros_like(expected_discount)).sum(1)
+    expected_discount = torch.where(is_relevant, expected_discount, torch.zeros_like(expected_discount))
+    # Summed in place over all items, in the same order whatever the number of relevant items.
+    gains = torch.zeros_like(s).scatter(1, columns, expected_discount)
+    dcg = torch.where(relevant, gains, torch.zeros_like(gains)).sum(1)
     n_rel = relevant.sum(1)
     idcg = cum[n_rel.clamp(max=k)]
     return torch.where(n_rel > 0, dcg / idcg.clamp(min=1e-300), torch.full_like(dcg, math.nan))
@@ -174,13 +190,18 @@ def per_task_hit_rate(
     and the probability of a hit is reported. Tasks without a relevant candidate are NaN.
     """
     scores, relevant, candidates = _check_ranking_inputs(scores, relevant, candidates, k)
-    n_higher, group_size = _tie_groups(scores, candidates)
-    surely_in = relevant & (n_higher + group_size <= k)
-    straddles = candidates & (n_higher < k) & (n_higher + group_size > k)
-    # At most one tie group straddles rank k; read its size, its start and its relevant count.
-    g = torch.where(straddles, group_size, torch.zeros_like(group_size)).amax(1).to(torch.float64)
-    start = torch.where(straddles, n_higher, torch.zeros_like(n_higher)).amax(1).to(torch.float64)
-    r = (relevant & straddles).sum(1).to(torch.float64)
+    s, s_sorted, n_cand = _sorted_candidates(scores, candidates)
+    columns, is_relevant = _relevant_columns(relevant)
+    values = s.gather(1, columns)
+    n_higher, group_size = _rank_counts(s_sorted, n_cand, values)
+    surely_in = is_relevant & (n_higher + group_size <= k)
+    # The k-th best candidate's tie group straddles rank k when it runs past k.
+    kth = s_sorted.gather(1, (n_cand - k).clamp(min=0))
+    kth_higher, kth_size = _rank_counts(s_sorted, n_cand, kth)
+    straddles = (n_cand >= k) & (kth_higher + kth_size > k)
+    g = torch.where(straddles, kth_size, torch.zeros_like(kth_size)).squeeze(1).to(torch.float64)
+    start = torch.where(straddles, kth_higher, torch.zeros_like(kth_higher)).squeeze(1).to(torch.float64)
+    r = (is_relevant & (values == kth) & straddles).sum(1).to(torch.float64)
     slots = (k - start).clamp(min=0)
     # P(no relevant among `slots` random picks from the group) = C(g - r, slots) / C(g, slots).
     feasible = (g - r) >= slots

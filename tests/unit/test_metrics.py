@@ -132,6 +132,23 @@ def test_hit_rate_full_ranking_excludes_non_candidates():
     assert per_task_ndcg(scores, relevant, candidates, k=1).item() == 1.0
 
 
+@pytest.mark.parametrize("metric", [per_task_ndcg, per_task_hit_rate])
+def test_ranking_metrics_do_not_depend_on_the_other_tasks_in_the_batch(metric):
+    # Only the relevant items are ranked, padded to the widest task: a task with none, one or
+    # most items relevant must score the same alone as beside the others.
+    g = torch.Generator().manual_seed(5)
+    scores = (torch.randn(4, 40, generator=g) * 2).round()
+    relevant = torch.zeros(4, 40, dtype=torch.bool)
+    relevant[1, 7] = True
+    relevant[2] = torch.rand(40, generator=g) < 0.8
+    relevant[3, :3] = True
+    candidates = torch.rand(4, 40, generator=g) < 0.9
+    batched = metric(scores, relevant, candidates, k=5)
+    alone = torch.cat([metric(scores[i : i + 1], relevant[i : i + 1], candidates[i : i + 1], k=5) for i in range(4)])
+    assert torch.isnan(batched[0]) and torch.isnan(alone[0])
+    assert torch.equal(batched[1:], alone[1:])
+
+
 def test_constant_scores_get_no_free_credit():
     n, k = 100, 10
     scores = torch.zeros(1, n)

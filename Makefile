@@ -40,19 +40,25 @@ book: $(STAMP)
 	METAREC_QUIET=1 $(JB) build . --path-output . --config _build/_config_book.yml --toc _toc.yml
 
 # Library tests, papermill runs, README commands and strict nbval of every chapter in one pytest
-# run on two workers (a notebook's cells stay together on one worker).
+# run on two workers (a notebook's cells stay together on one worker). Beside it, independent of it,
+# the book tier: the book from the committed outputs, strict (a broken reference or a missing file
+# fails), then that book as a reader offline sees it: headless Chromium loads every page with all
+# other hosts blocked and checks formulas, images, links and glued values (screenshots go to
+# _build/screenshots). Its log is printed when pytest is done; make test fails if either tier fails.
 test: $(STAMP)
-	METAREC_QUIET=1 $(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadfile -rs $(NBVAL) tests notebooks
-	# The book from the committed outputs: strict, so a broken reference or a missing file fails.
 	mkdir -p _build
-	sed 's/execute_notebooks: cache/execute_notebooks: "off"/' _config.yml > _build/_config_committed.yml
-	$(JB) build . --path-output _build/committed --config _build/_config_committed.yml \
-		--toc _toc.yml -W -n --keep-going --all
-	# That book as a reader offline sees it: headless Chromium loads every page with all other hosts
-	# blocked and checks formulas, images, links and glued values; screenshots go to _build/screenshots.
 	rm -rf _build/screenshots
-	METAREC_BOOK_HTML=_build/committed/_build/html METAREC_SCREENSHOTS=_build/screenshots \
-		$(BIN)/python -m pytest -p no:cacheprovider tests/browser
+	sed 's/execute_notebooks: cache/execute_notebooks: "off"/' _config.yml > _build/_config_committed.yml
+	( $(JB) build . --path-output _build/committed --config _build/_config_committed.yml \
+		--toc _toc.yml -W -n --keep-going --all \
+	  && METAREC_BOOK_HTML=_build/committed/_build/html METAREC_SCREENSHOTS=_build/screenshots \
+		$(BIN)/python -m pytest -p no:cacheprovider tests/browser ) > _build/book_tier.log 2>&1 & book=$$!; \
+	METAREC_QUIET=1 $(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadfile -rs $(NBVAL) tests notebooks; \
+	tests=$$?; wait $$book; book_status=$$?; \
+	echo "--- book tier (strict build from the committed outputs, then the browser checks) ---"; \
+	cat _build/book_tier.log; \
+	echo "pytest tier: exit $$tests; book tier: exit $$book_status"; \
+	test $$tests -eq 0 && test $$book_status -eq 0
 
 # The quick loop: tests marked slow (more than a few seconds each) run in `make test` only.
 unit: $(STAMP)

@@ -302,6 +302,7 @@ def compare_to_best(
     *,
     level: float = 0.95,
     correction: str | None = None,
+    reference: str | None = None,
 ) -> pd.DataFrame:
     """Each method's difference to the best baseline (by mean ``metric``), with CI and verdict.
 
@@ -322,7 +323,10 @@ def compare_to_best(
     higher = not metric.startswith(LOWER_IS_BETTER)
     means = {name: float(np.nanmean(_per_task_mean(name, v[metric]))) for name, v in per_task.items()}
     sign = 1 if higher else -1
-    reference = max(baselines, key=lambda name: sign * means[name])
+    if reference is None:
+        reference = max(baselines, key=lambda name: sign * means[name])
+    elif reference not in baselines:
+        raise ValueError(f"reference {reference!r} is not one of the baselines {list(baselines)}")
     rows = []
     for name, values in per_task.items():
         d = paired_bootstrap(values[metric], per_task[reference][metric], n_boot, level, seed, higher)

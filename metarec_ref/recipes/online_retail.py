@@ -124,18 +124,20 @@ def stack_seeds(per_seed: Sequence[Mapping[str, Tensor]]) -> dict[str, Tensor]:
 
 
 def ranking_table(per_task: Mapping[str, Mapping[str, Tensor]], baselines: Sequence[str],
-                  metrics: Sequence[str] = ("hr@10", "ndcg@10"), n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+                  metrics: Sequence[str] = ("hr@10", "ndcg@10"), n_boot: int = 2000, seed: int = 0,
+                  reference: str | None = None) -> pd.DataFrame:
     """Every method and metric: mean with a 95% CI over tasks, paired difference to the best
     baseline (``diff``, ``diff_low``, ``diff_high``, ``verdict``), seeds and their spread.
 
     per_task: ``{method: {metric: (tasks,) or (seeds, tasks)}}`` on the same tasks; a method with
     seeds is averaged per task first. The CI and the seed spread are those of the results table
     (:func:`~metarec_ref.eval.metrics.summarize_methods`: ``seed_std`` is the standard deviation,
-    with ``n - 1``, of a method's per-seed means; 0 with one seed).
+    with ``n - 1``, of a method's per-seed means; 0 with one seed). reference: the baseline chosen
+    on validation (:func:`~metarec_ref.eval.paired.compare_to_best`); ``None``, the best on these tasks.
     """
     frames = []
     for metric in metrics:
-        table = compare_to_best(per_task, baselines, metric, n_boot=n_boot, seed=seed)
+        table = compare_to_best(per_task, baselines, metric, n_boot=n_boot, seed=seed, reference=reference)
         table = table.rename(columns={"ci_low": "diff_low", "ci_high": "diff_high"})
         summary = summarize_methods({name: {metric: per_task[name][metric]} for name in table["method"]},
                                     n_boot=n_boot, seed=seed)

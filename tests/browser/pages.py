@@ -210,7 +210,7 @@ class BookVisitor:
         try:
             tab.goto(f"{self.origin}/{name}", wait_until="load")
             try:
-                tab.wait_for_function(MATHJAX_READY_JS, timeout=10_000)
+                tab.wait_for_function(MATHJAX_READY_JS, timeout=60_000)  # generous: make test runs this beside pytest
                 tab.evaluate("() => window.MathJax && MathJax.startup ? MathJax.startup.promise : null")
             except BrowserError as exc:  # a timeout: the report says so and the tests fail on it
                 report.untypeset.append(f"MathJax never started: {str(exc).splitlines()[0]}")

@@ -80,6 +80,22 @@ def test_compare_to_best_uses_the_best_baseline_as_reference():
         compare_to_best(per_task, baselines=["EASE"])
 
 
+def test_compare_to_best_takes_a_reference_chosen_on_validation():
+    rng = np.random.default_rng(2)
+    task = rng.normal(0.3, 0.1, 200)
+    per_task = {
+        "popularity": {"ndcg@10": torch.as_tensor(task - 0.1)},
+        "item-kNN": {"ndcg@10": torch.as_tensor(task)},
+        "meta": {"ndcg@10": torch.as_tensor(task - 0.05 + rng.normal(0, 0.01, 200))},
+    }
+    # Validation preferred popularity: meta is compared with it, not with the test's best.
+    table = compare_to_best(per_task, ["popularity", "item-kNN"], reference="popularity").set_index("method")
+    assert set(table["reference"]) == {"popularity"}
+    assert table.loc["meta", "verdict"] == "better" and table.loc["item-kNN", "diff"] == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="not one of the baselines"):
+        compare_to_best(per_task, ["popularity", "item-kNN"], reference="meta")
+
+
 def test_lower_is_better_metrics_flip_the_verdict():
     per_task = {"base": {"log_loss": torch.full((50,), 0.7)}, "m": {"log_loss": torch.full((50,), 0.5)}}
     table = compare_to_best(per_task, baselines=["base"], metric="log_loss").set_index("method")

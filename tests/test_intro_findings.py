@@ -53,3 +53,47 @@ def test_on_the_real_log_meta_learning_did_not_earn_its_keep(chapter, better, ce
         pytest.skip(f"{chapter} ran without the Online Retail data")
     assert values[cells] > 0
     assert values[better] == 0, f"{chapter}: a meta-learner now wins somewhere; rewrite the intro's fourth finding"
+
+
+def scorecard_rows() -> list[list[str]]:
+    """The cells of the intro's table of the article's claims, one list per claim."""
+    text = INTRO.read_text()
+    table = text[text.index("| the article's claim |"):]
+    lines = []
+    for line in table.splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        lines.append(line)
+    return [[cell.strip() for cell in line.strip("|").split(" | ")] for line in lines]
+
+
+def chapter_label(notebook: str) -> str:
+    """'06b_transfer_iteration_drift' -> '6b'."""
+    return re.match(r"0*(\d+[a-z]?)_", notebook)[1]
+
+
+def test_scorecard_covers_the_articles_claims_and_cites_its_chapters():
+    rows = scorecard_rows()
+    assert len(rows) >= 10
+    claims = " ".join(row[0] for row in rows)
+    for claim in ("new user", "new product", "Personalisation", "Transfer", "iteration", "drift",
+                  "Reptile", "Meta-SGD", "Prototypical", "PyTorch MAML code"):
+        assert claim in claims, f"the scorecard has no row for {claim!r}"
+    for claim, chapters, synthetic, real in rows:
+        named = {c.strip() for c in chapters.split(",")}
+        pasted = set()
+        for column in (synthetic, real):
+            refs = re.findall(r"/notebooks/(\w+)\.ipynb::(\w+)", column)
+            if not refs:
+                assert column.startswith("not tried"), (claim, column)
+            for notebook, key in refs:
+                value = glued(notebook)[key]  # the value exists in the chapter it cites
+                if key.endswith("verdict") or "_verdict_" in key:
+                    assert value in ("better", "worse", "no detectable difference", "loses to"), (key, value)
+                pasted.add(chapter_label(notebook))
+        assert pasted == named, f"{claim!r}: the chapter column says {sorted(named)}, its cells cite {sorted(pasted)}"
+
+
+def test_scorecard_counts_are_the_chapters_counts():
+    ch7 = glued("07_online_retail")
+    assert ch7["ch7_full_n_better"] + ch7["ch7_full_n_worse"] + ch7["ch7_full_n_tie"] == ch7["ch7_full_n_cells"]

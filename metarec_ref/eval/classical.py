@@ -344,7 +344,8 @@ def tune_hyperparameter(
     chunk_size: int = 256,
 ) -> TuneResult:
     """Pick the grid value whose method has the best mean ``metric`` (higher is better) on
-    validation tasks (:class:`~metarec_ref.eval.evaluate.EvalTasks` with ranking inputs).
+    validation tasks: ``"ndcg@k"`` or ``"hr@k"`` on :class:`~metarec_ref.eval.evaluate.EvalTasks`
+    with ranking inputs, or ``"auc"`` on the query events of any tasks (a ``TaskBatch`` too).
 
     E.g. ``knn = ItemKNN.fit_grid(train, encoders, shrinkages=[0, 10, 100])`` then
     ``tune_hyperparameter(knn.__getitem__, list(knn), val)``.
@@ -352,12 +353,12 @@ def tune_hyperparameter(
     if not grid:
         raise ValueError("grid is empty; give at least one value to try")
     name, _, k = metric.partition("@")
-    if name not in ("ndcg", "hr") or not k.isdigit():
-        raise ValueError(f"metric must be 'ndcg@k' or 'hr@k', got {metric!r}")
+    if metric != "auc" and (name not in ("ndcg", "hr") or not k.isdigit()):
+        raise ValueError(f"metric must be 'ndcg@k', 'hr@k' or 'auc', got {metric!r}")
     rows, methods = [], []
     for value in grid:
         method = make_method(value)
-        values = per_task_metrics(method, val_tasks, ks=(int(k),), chunk_size=chunk_size)[metric]
+        values = per_task_metrics(method, val_tasks, ks=(int(k or 10),), chunk_size=chunk_size)[metric]
         rows.append({"value": value, metric: float(torch.nanmean(values)), "n_tasks": int((~values.isnan()).sum())})
         methods.append(method)
     table = pd.DataFrame(rows)

@@ -27,8 +27,13 @@ def test_application_scenarios_small(tmp_path):
     values = run_notebook(
         "06_application_scenarios.ipynb", tmp_path,
         N_USERS=1000, N_INTERACTIONS=60000, META_STEPS=40, K_VALUES=K_VALUES, K_MAIN=5,
-        FT_STEPS_GRID=[0, 1, 2, 4], FT_LR_GRID=[0.01, 0.1, 1.0], N_BOOT=2000, DEVICE="cpu",
+        FT_STEPS_GRID=[0, 1, 2, 4], FT_LR_GRID=[0.01, 0.1, 1.0], KNN_SHRINKAGES=[0.0, 20.0],
+        EASE_LAMBDAS=[10.0, 100.0], N_BOOT=2000, DEVICE="cpu",
     )
+    # The best baseline is the tuned baseline with the highest AUC, item-based recommenders included.
+    slugs = {"fine-tune": "ft", "global": "global", "popularity": "pop", "item-kNN": "knn", "EASE": "ease"}
+    assert values["ch6_best_baseline_main"] == max(slugs, key=lambda name: values[f"ch6_auc_{slugs[name]}_main"])
+    assert float(values["ch6_knn_shrinkage"]) in (0.0, 20.0) and float(values["ch6_ease_lambda"]) in (10.0, 100.0)
     # Same users and query events at every K: what ignores the support scores the same at every K.
     assert values["ch6_n_tasks"] > 20 and values["ch6_k_max"] == max(K_VALUES)
     assert values["ch6_oracle_spread"] == 0.0 and values["ch6_global_spread"] == 0.0

@@ -140,7 +140,19 @@ def test_methods_run_in_evaluate_and_tuning_picks_the_best():
     result = tune_hyperparameter(flip, ["bad", "good"], tasks, metric="ndcg@1")
     assert result.value == "good" and list(result.table["value"]) == ["bad", "good"]
     with pytest.raises(ValueError, match="metric"):
-        tune_hyperparameter(flip, ["good"], tasks, metric="auc")
+        tune_hyperparameter(flip, ["good"], tasks, metric="mrr")
+
+
+def test_tuning_by_auc_on_query_events():
+    # Support {1}; query: item 2 bought, item 3 not. By cosine, 1 goes with 2 more than with 3; the
+    # identity knows nothing and ties the two, AUC 0.5.
+    gram = cooccurrence((USERS, ITEMS), n_items=4)
+    batch = TaskBatch({"item": torch.tensor([[1]])}, torch.ones(1, 1), torch.ones(1, 1, dtype=torch.bool),
+                      {"item": torch.tensor([[2, 3]])}, torch.tensor([[1.0, 0.0]]), torch.ones(1, 2, dtype=torch.bool))
+    flip = lambda v: ItemKNN(torch.eye(4) if v == "identity" else ItemKNN.similarity(gram), tie_break=0.0)  # noqa: E731
+    result = tune_hyperparameter(flip, ["identity", "co-purchases"], batch, metric="auc")
+    assert result.value == "co-purchases"
+    assert list(result.table["auc"]) == [pytest.approx(0.5), pytest.approx(1.0)]
 
 
 def test_negative_shrinkage_is_refused():

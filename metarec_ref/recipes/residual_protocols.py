@@ -14,7 +14,8 @@ validation customers, the unadapted score is the best of them or a global mixtur
 validation), the residual is meta-trained for each inner-step count of the grid, and validation
 also decides between those and **zero steps** (the unadapted score itself). Test customers are
 scored once; the meta-learner's values carry every training seed, so the paired bootstrap of
-:func:`~metarec_ref.eval.paired.paired_bootstrap` resamples seeds and customers.
+:func:`~metarec_ref.eval.paired.paired_bootstrap` resamples seeds and customers. The reference of
+``meta_vs_best_classical`` is the single scorer best on validation customers, never on test.
 """
 
 from __future__ import annotations
@@ -244,7 +245,7 @@ def run_residual_cell(data: ProtocolData, task: str, k: int, classical: Classica
             base, scale, train_bank, train, bank, val, replace(experiment.residual, inner_steps=steps), seed + s)[0]
         per_seed.append(residual_metrics(model, bank, test, steps, experiment.residual.max_slots))
     values["meta"] = {m: torch.stack([v[m] for v in per_seed]) for m in per_seed[0]}
-    reference = max(bank.names, key=lambda name: mean_metric(values[name]))
+    reference = max(bank.names, key=singles.get)  # chosen on validation customers, like everything else
     comparisons = {}
     for key, other in (("meta_vs_best_classical", reference), ("meta_vs_unadapted", "unadapted")):
         d = paired_bootstrap(values["meta"][METRIC], values[other][METRIC], n_boot=experiment.n_boot, seed=seed)

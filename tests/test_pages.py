@@ -2,7 +2,8 @@
 
 Each chapter shows at most a few `glue(` calls (the rest sit in hidden cells), holds at most
 3,000 words of prose (one sitting), and its committed outputs show no warning, no machine path
-and no truncated table cell.
+and no truncated table cell. Every value a markdown page (book/*.md) pastes from a chapter is
+glued by that chapter, so moving prose out of a chapter cannot leave a page pointing at nothing.
 """
 
 from __future__ import annotations
@@ -13,8 +14,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from metarec_ref.book.glue import glued_values
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+PAGES = sorted((ROOT / "book").glob("*.md"))
+# A markdown page pastes a chapter's value: {glue:text}`/notebooks/<chapter>.ipynb::<key>:<format>`.
+CROSS_PAGE_GLUE = re.compile(r"\{glue:text\}`/notebooks/([\w.]+)\.ipynb::(\w+)")
 
 MAX_VISIBLE_GLUE = 5
 MAX_WORDS = 3000
@@ -69,6 +75,13 @@ def test_outputs_show_no_warning_path_or_truncated_value(path):
             assert hit is None, f"{path.name}, cell {index}: a reader sees {hit.group(0)!r} in\n{text[:600]}"
 
 
+@pytest.mark.parametrize("path", PAGES, ids=lambda p: p.name)
+def test_every_value_a_page_pastes_is_glued_by_its_chapter(path):
+    for chapter, key in CROSS_PAGE_GLUE.findall(path.read_text()):
+        values = glued_values(ROOT / "notebooks" / f"{chapter}.ipynb")
+        assert key in values, f"book/{path.name} pastes {key!r}, which {chapter} does not glue"
+
+
 def test_the_checks_catch_what_they_name():
     assert STRAY.search("/work/main/metarec_ref/recipes/scenarios.py:148: GridEdgeWarning: lr")
     assert STRAY.search("FutureWarning: `isinstance(treespec, LeafSpec)`")
@@ -76,3 +89,5 @@ def test_the_checks_catch_what_they_name():
     assert TRUNCATED_CELL.search("<td>inner_lr = 0.1, meta_steps = ...</td>")
     assert not STRAY.search("the warning in chapter 2 says: widen the grid")
     assert not TRUNCATED_CELL.search("<td>0.691</td>")
+    assert CROSS_PAGE_GLUE.findall("{glue:text}`/notebooks/09_tools_and_benchmarks.ipynb::bench_traced_ms_32:.1f`") == [
+        ("09_tools_and_benchmarks", "bench_traced_ms_32")]

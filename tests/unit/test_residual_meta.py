@@ -176,6 +176,9 @@ def test_a_cell_never_falls_below_its_unadapted_self_on_validation(shop):
         assert cmp["ci_low"] <= cmp["diff"] <= cmp["ci_high"]
     if chosen["inner_steps"] == 0:  # falling back means exactly the unadapted score
         assert cell.comparisons["meta_vs_unadapted"]["diff"] == 0.0
+    # The reference is chosen before the test customers are scored: the scorer best on validation.
+    singles = chosen["val_ndcg_singles"]
+    assert cell.comparisons["meta_vs_best_classical"]["reference"] == max(singles, key=singles.get)
 
 
 def test_a_customer_without_known_support_items_adapts_to_nothing(shop):

@@ -11,7 +11,11 @@ test customers are kept). The synthetic shop (``--synthetic``) runs the held-out
 protocol on a log where per-user preference exists by construction.
 
 Prints a table; the last line is one JSON object with, for each protocol and K,
-``meta_vs_best_classical`` and ``meta_vs_unadapted`` as ``{"diff", "ci_low", "ci_high"}``.
+``meta_vs_best_classical`` and ``meta_vs_unadapted`` as ``{"diff", "ci_low", "ci_high"}``, and under
+``chosen.val_adapted_vs_unadapted`` the trained learner's adapted NDCG@10 against zero steps on the
+validation customers (per inner-step count); ``val_adapted_worse_cells`` lists the cells where
+adapting is detectably worse there by its own interval, ``val_adapted_worse_cells_holm`` after
+Holm's correction over all those comparisons.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import pandas as pd
 import torch
 
 from metarec_ref.data import generate, load_online_retail, validate_events
+from metarec_ref.eval import holm_verdicts
 from metarec_ref.recipes import ClassicalBaselines
 from metarec_ref.recipes.residual_protocols import (
     ResidualExperiment,
@@ -89,7 +94,16 @@ def main() -> None:
         "chosen": {c: v for c, v in cell.chosen.items() if c not in ("val_ndcg_by_steps", "val_ndcg_singles")},
         "val_ndcg_by_steps": {str(s): round(v, 4) for s, v in cell.chosen["val_ndcg_by_steps"].items()},
         "n_test": cell.chosen["n_test"]} for (protocol, k), cell in results.items()}
+    # Does the trained learner do harm? Its adapted score against zero steps, paired over validation
+    # customers, one comparison per cell and inner-step count; Holm over them all.
+    checks = holm_verdicts(pd.DataFrame([{"cell": f"{protocol}/K={k}", **v} for (protocol, k), cell in results.items()
+                                         for v in cell.chosen["val_adapted_vs_unadapted"].values()]))
+    val_worse = sorted(checks.loc[checks["verdict"] == "worse", "cell"])
+    val_worse_holm = sorted(checks.loc[checks["verdict_holm"] == "worse", "cell"])
+    print(f"adapting detectably worse than not adapting on validation customers: {len(val_worse)} of {len(checks)} "
+          f"comparisons by their own interval {val_worse}, {len(val_worse_holm)} after Holm {val_worse_holm}")
     print(json.dumps({"data": "synthetic" if args.synthetic else "online_retail", "seeds": args.seeds,
+                      "val_adapted_worse_cells": val_worse, "val_adapted_worse_cells_holm": val_worse_holm,
                       "train_customers_per_cell": experiment.max_train_tasks,
                       "seconds": round(time.perf_counter() - start, 1), "cells": summary}))
 

@@ -4,13 +4,18 @@ Inputs are the scores of ``F`` classical scorers (item-kNN, EASE, recent and all
 for every catalogue item of a task, ``features`` of shape ``(tasks, n_items, F)``. The score of
 item ``c`` for a customer with adaptable part ``(delta, user)`` is
 
-``score(c) = sum_j (base_j + delta_j / scale_j) * features[c, j] + item_emb[c] . user``
+``score(c) = sum_j (base_j + delta_j / (scale_j * t)) * features[c, j] + item_emb[c] . user / t``
 
 - ``base`` ``(F,)`` is fixed: the best classical scorer (a one-hot vector) or a global mixture
   chosen on validation customers; ``scale`` ``(F,)`` standardises the features for the update;
 - ``delta`` ``(F,)`` (mixture weights) and ``user`` ``(d,)`` (a correction through learned
   item embeddings) are per customer and start at zero, so **zero inner steps give the base score
   exactly**;
+- ``t`` (``sharpness``) scales the scores inside the listwise losses, which see ``t * score(c)``:
+  ``t * base . features`` are logits fitted to the data (:func:`~metarec_ref.recipes.residual_meta.fit_sharpness`),
+  and ``delta`` and ``user`` move those logits in their own units. Without it a base in raw units
+  (EASE weights are about 1e-3) gives a nearly uniform softmax, and the losses reward any move
+  that adds contrast (mostly popularity) whether or not it ranks better;
 - the inner loop takes gradient steps on the support set with Meta-SGD step sizes (one learned
   positive rate per adapted coordinate, :attr:`ResidualMixture.log_lr_delta` /
   :attr:`ResidualMixture.log_lr_user`): the meta-learner learns *how far to trust* a new
@@ -32,8 +37,6 @@ import math
 import torch
 from torch import Tensor, nn
 
-# Log-softmax stand-in for an excluded item: finite, so an all-excluded row gives no NaN.
-_EXCLUDED = -1e9
 
 
 def listwise_nll(scores: Tensor, targets: Tensor, exclude: Tensor) -> Tensor:
@@ -42,7 +45,8 @@ def listwise_nll(scores: Tensor, targets: Tensor, exclude: Tensor) -> Tensor:
     scores: ``(..., n_items)``; targets, exclude: bool of the same shape. A row without a
     target gives 0 (and no gradient), e.g. a customer whose support items are all unknown.
     """
-    logp = torch.log_softmax(scores.masked_fill(exclude, _EXCLUDED), dim=-1)
+    # An excluded item gets a finite stand-in far below any score (an all-excluded row gives no NaN).
+    logp = torch.log_softmax(scores.masked_fill(exclude, torch.finfo(scores.dtype).min / 2), dim=-1)
     hit = targets & ~exclude
     total = -(logp * hit).sum(-1)
     return total / hit.sum(-1).clamp(min=1).to(scores.dtype)
@@ -53,11 +57,12 @@ class ResidualMixture(nn.Module):
 
     base: ``(F,)`` weights in the features' own units (``[0, 1, 0, 0]`` is scorer 1 exactly);
     scale: ``(F,)`` positive feature scales (e.g. their standard deviations); n_items: catalogue
-    size; emb_dim: width of the correction (0: mixture weights only); init_lr: starting step size.
+    size; emb_dim: width of the correction (0: mixture weights only); init_lr: starting step size;
+    sharpness: the losses' scale of the scores (see the module docstring), > 0.
     """
 
     def __init__(self, base: Tensor, scale: Tensor, n_items: int, *, emb_dim: int = 8,
-                 init_lr: float = 0.1, emb_std: float = 0.1):
+                 init_lr: float = 0.1, emb_std: float = 0.1, sharpness: float = 1.0):
         super().__init__()
         base, scale = torch.as_tensor(base, dtype=torch.float32), torch.as_tensor(scale, dtype=torch.float32)
         if base.dim() != 1 or base.shape != scale.shape:
@@ -66,11 +71,14 @@ class ResidualMixture(nn.Module):
             raise ValueError(f"scale must be positive (feature standard deviations), got {scale.tolist()}")
         if init_lr <= 0:
             raise ValueError(f"init_lr must be > 0, got {init_lr}")
+        if not math.isfinite(sharpness) or sharpness <= 0:
+            raise ValueError(f"sharpness must be a positive number, got {sharpness}")
         if emb_dim < 0 or n_items < 1:
             raise ValueError(f"need emb_dim >= 0 and n_items >= 1, got {emb_dim} and {n_items}")
         self.n_features, self.emb_dim = base.shape[0], emb_dim
         self.register_buffer("base", base)
         self.register_buffer("scale", scale)
+        self.register_buffer("sharpness", torch.tensor(float(sharpness)))
         self.item_emb = nn.Parameter(emb_std * torch.randn(n_items, emb_dim))
         self.log_lr_delta = nn.Parameter(torch.full((self.n_features,), math.log(init_lr)))
         self.log_lr_user = nn.Parameter(torch.full((emb_dim,), math.log(init_lr)))
@@ -85,11 +93,11 @@ class ResidualMixture(nn.Module):
         if features.shape[-1] != self.n_features:
             raise ValueError(f"features must end in F={self.n_features} scores, got {tuple(features.shape)}")
         extra = features.dim() - 3  # e.g. the leave-one-out dimension K
-        weights = self.base + delta / self.scale  # (tasks, F)
+        weights = self.base + delta / (self.scale * self.sharpness)  # (tasks, F)
         weights = weights.reshape(weights.shape[0], *([1] * extra), 1, self.n_features)
         mixed = (features * weights).sum(-1)
         # With user == 0 the correction is exactly 0.0, so the base score is returned bit for bit.
-        correction = user @ self.item_emb.t()  # (tasks, n_items)
+        correction = (user @ self.item_emb.t()) / self.sharpness  # (tasks, n_items)
         return mixed + correction.reshape(user.shape[0], *([1] * extra), -1)
 
     def support_loss(self, loo_features: Tensor, loo_targets: Tensor, loo_exclude: Tensor,
@@ -99,7 +107,7 @@ class ResidualMixture(nn.Module):
         loo_features: ``(tasks, K, n_items, F)``; loo_targets / loo_exclude: bool ``(tasks, K, n_items)``;
         slot_mask: bool ``(tasks, K)``, the real support slots.
         """
-        nll = listwise_nll(self.scores(loo_features, delta, user), loo_targets, loo_exclude)
+        nll = listwise_nll(self.sharpness * self.scores(loo_features, delta, user), loo_targets, loo_exclude)
         nll = torch.where(slot_mask, nll, torch.zeros_like(nll))
         return nll.sum(1) / slot_mask.sum(1).clamp(min=1).to(nll.dtype)
 
@@ -130,7 +138,7 @@ class ResidualMixture(nn.Module):
 
     def query_loss(self, features: Tensor, relevant: Tensor, exclude: Tensor, delta: Tensor, user: Tensor) -> Tensor:
         """Mean over tasks with a query item of the listwise loss of the query items ``(tasks, n_items)``."""
-        nll = listwise_nll(self.scores(features, delta, user), relevant, exclude)
+        nll = listwise_nll(self.sharpness * self.scores(features, delta, user), relevant, exclude)
         has = (relevant & ~exclude).any(-1)
         return nll[has].mean() if bool(has.any()) else nll.sum() * 0
 

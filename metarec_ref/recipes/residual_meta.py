@@ -8,6 +8,7 @@
   the features of :class:`~metarec_ref.models.residual_mixture.ResidualMixture`, with the
   leave-one-out features of the support loss.
 - :func:`fit_global_mixture`: mixture weights over the scorers, one set for every customer.
+- :func:`fit_sharpness`: the scale that turns the base scores into logits for the listwise losses.
 - :func:`meta_train_residual`: Meta-SGD on the residual (outer Adam on the item embeddings and the
   step sizes through the inner steps), keeping the state with the best validation NDCG@10.
 - :func:`residual_metrics`: per-task NDCG@10 / HR@10 of the model after ``steps`` inner steps
@@ -31,7 +32,7 @@ from metarec_ref.eval.classical import ItemItemMethod, RecentPopularity
 from metarec_ref.eval.evaluate import EvalTasks
 from metarec_ref.eval.metrics import per_task_hit_rate, per_task_ndcg
 from metarec_ref.models.item_item import support_item_codes
-from metarec_ref.models.residual_mixture import ResidualMixture
+from metarec_ref.models.residual_mixture import ResidualMixture, listwise_nll
 
 
 @dataclass
@@ -217,6 +218,26 @@ def fit_global_mixture(bank: ScorerBank, tasks: RankingTasks, scale: Tensor, ini
     return (model.base + delta.detach() / scale).clone()
 
 
+def fit_sharpness(base: Tensor, bank: ScorerBank, tasks: RankingTasks, max_tasks: int = 256,
+                  log10_grid: Sequence[float] = tuple(x / 4 for x in range(-8, 33))) -> float:
+    """The ``t`` that minimises the query listwise loss of ``t * (features . base)`` on ``tasks``.
+
+    A positive scale never changes the ranking; it makes the base scores logits, so that the
+    losses of :class:`ResidualMixture` measure how well a move ranks, not how much contrast it adds.
+    The grid runs over powers of ten (default 1e-2 to 1e8 in quarter decades).
+    """
+    part = tasks.select(slice(0, max_tasks))
+    scores = (bank.features(part.support, part.support_mask) * base).sum(-1)
+    has = (part.relevant & part.candidates).any(1)
+    if not bool(has.any()):
+        raise ValueError("no task has a query item among its candidates: nothing to fit the sharpness on")
+
+    def loss(log10_t: float) -> float:
+        return float(listwise_nll(10.0 ** log10_t * scores, part.relevant, ~part.candidates)[has].mean())
+
+    return 10.0 ** min(log10_grid, key=loss)
+
+
 @dataclass
 class ResidualConfig:
     """Inner loop (steps, starting Meta-SGD step size), correction width, outer loop."""
@@ -243,7 +264,8 @@ def meta_train_residual(base: Tensor, scale: Tensor, train_bank: ScorerBank, tra
     with the best validation NDCG@10 and that NDCG. ``train_bank`` should be fitted without the training tasks' customers."""
     torch.manual_seed(seed)
     n_items = train_tasks.candidates.shape[1]
-    model = ResidualMixture(base, scale, n_items, emb_dim=config.emb_dim, init_lr=config.init_lr)
+    model = ResidualMixture(base, scale, n_items, emb_dim=config.emb_dim, init_lr=config.init_lr,
+                            sharpness=fit_sharpness(base, train_bank, train_tasks))
     optimizer = torch.optim.Adam([
         {"params": [model.item_emb], "lr": config.outer_lr},
         {"params": [model.log_lr_delta, model.log_lr_user], "lr": config.step_size_lr},
@@ -280,6 +302,7 @@ __all__ = [
     "feature_scale",
     "first_products_tasks",
     "fit_global_mixture",
+    "fit_sharpness",
     "meta_train_residual",
     "per_task_ranking",
     "residual_metrics",

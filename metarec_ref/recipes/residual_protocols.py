@@ -228,10 +228,17 @@ def run_residual_cell(data: ProtocolData, task: str, k: int, classical: Classica
     train_bank = classical_fit.bank(tuned)
     # Validation picks the inner steps, 0 (the unadapted score) included; seed `seed` decides.
     val_by_steps = {0: max(mixture_val, singles[bank.names[best]])}
-    models = {}
+    models, val_vs_none = {}, {}
+    base_on_val = residual_metrics(ResidualMixture(base, scale, val.candidates.shape[1], emb_dim=0), bank, val, 0,
+                                   hit_rate=False)[METRIC]
     for steps in experiment.inner_steps_grid:
         config = replace(experiment.residual, inner_steps=steps)
         models[steps], val_by_steps[steps] = meta_train_residual(base, scale, train_bank, train, bank, val, config, seed)
+        # Does the trained learner do harm? Its adapted score against zero steps, paired over validation customers.
+        adapted = residual_metrics(models[steps], bank, val, steps, experiment.residual.max_slots, hit_rate=False)[METRIC]
+        d = paired_bootstrap(adapted, base_on_val, n_boot=experiment.n_boot, seed=seed)
+        val_vs_none[steps] = {"diff": d.mean, "ci_low": d.ci_low, "ci_high": d.ci_high, "verdict": d.verdict,
+                              "p_value": d.p_value}
     steps = max(val_by_steps, key=val_by_steps.get)
     unadapted = ResidualMixture(base, scale, test.candidates.shape[1], emb_dim=0)
     values = {name: residual_metrics(_one_hot(bank, j), bank, test, 0) for j, name in enumerate(bank.names)}
@@ -252,6 +259,7 @@ def run_residual_cell(data: ProtocolData, task: str, k: int, classical: Classica
         comparisons[key] = {"diff": d.mean, "ci_low": d.ci_low, "ci_high": d.ci_high, "verdict": d.verdict,
                             "p_value": d.p_value, "reference": other}
     chosen = {**tuned, "base": base_name, "inner_steps": steps, "val_ndcg_by_steps": val_by_steps,
+              "val_adapted_vs_unadapted": val_vs_none,
               "val_ndcg_singles": singles, "n_train": train.num_tasks, "n_valid": val.num_tasks,
               "n_test": test.num_tasks}
     return CellResult(values, chosen, comparisons)

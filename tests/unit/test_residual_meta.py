@@ -13,10 +13,12 @@ from metarec_ref.eval.metrics import per_task_ndcg
 from metarec_ref.models import ResidualMixture, listwise_nll
 from metarec_ref.recipes import ClassicalBaselines, ClassicalGrid
 from metarec_ref.recipes.residual_meta import (
+    RankingTasks,
     ResidualConfig,
     ScorerBank,
     feature_scale,
     first_products_tasks,
+    fit_sharpness,
     residual_metrics,
 )
 from metarec_ref.recipes.residual_protocols import (
@@ -69,6 +71,81 @@ def test_zero_steps_reproduce_a_mixture_exactly(shop):
     torch.testing.assert_close(residual_metrics(model, bank, tasks, 0)["ndcg@10"], direct, equal_nan=True)
 
 
+def test_sharpness_leaves_zero_steps_exact_and_scales_only_the_losses(shop):
+    _, _, bank, tasks = shop
+    features = bank.features(tasks.support, tasks.support_mask)
+    weights = torch.tensor([0.0, 1.0, 0.0, 0.0])
+    plain = ResidualMixture(weights, torch.ones(4), bank.n_items, emb_dim=4)
+    sharp = ResidualMixture(weights, torch.ones(4), bank.n_items, emb_dim=4, sharpness=300.0)
+    zero = sharp.zero_state(tasks.num_tasks)
+    assert torch.equal(sharp.scores(features, *zero), plain.scores(features, *zero))
+    exclude = ~tasks.candidates
+    torch.testing.assert_close(float(sharp.query_loss(features, tasks.relevant, exclude, *zero)),
+                               float(listwise_nll(300.0 * (features * weights).sum(-1), tasks.relevant, exclude)
+                                     [(tasks.relevant & tasks.candidates).any(1)].mean()))
+    with pytest.raises(ValueError, match="sharpness must be a positive number"):
+        ResidualMixture(weights, torch.ones(4), bank.n_items, sharpness=0.0)
+
+
+def test_fit_sharpness_turns_a_raw_unit_base_into_informative_logits(shop):
+    # EASE's weights are about 1e-3: in raw units its softmax over the catalogue is nearly uniform,
+    # so a listwise loss rewards contrast, not ranking. The fitted scale restores an informative loss.
+    _, _, bank, tasks = shop
+    base = torch.tensor([0.0, 1e-3, 0.0, 0.0])
+    features = bank.features(tasks.support, tasks.support_mask)
+    has = (tasks.relevant & tasks.candidates).any(1)
+
+    def nll(t):
+        return float(listwise_nll(t * (features * base).sum(-1), tasks.relevant, ~tasks.candidates)[has].mean())
+
+    uniform = float(torch.log(tasks.candidates.sum(1).double())[has].mean())
+    t = fit_sharpness(base, bank, tasks)
+    assert abs(nll(1.0) - uniform) < 0.01  # raw units: no better than a uniform guess
+    assert t > 10 and nll(t) < nll(1.0) - 0.05
+    assert nll(t) <= min(nll(t / 10 ** 0.25), nll(t * 10 ** 0.25))  # a minimum on the grid, not an edge
+    with pytest.raises(ValueError, match="no task has a query item"):
+        fit_sharpness(base, bank, RankingTasks(tasks.support, tasks.candidates, torch.zeros_like(tasks.relevant)))
+
+
+def _meta_train_step_sizes(model, optimizer, make_tasks, steps: int) -> None:
+    """Outer Adam steps on one inner step's query loss, a fresh meta-batch of 32 tasks each."""
+    for step in range(steps):
+        features, candidates, relevant, loo = make_tasks(32, seed=step)
+        delta, user = model.adapt(*loo, steps=1, create_graph=True)
+        loss = model.query_loss(features, relevant, ~candidates, delta, user)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
+def test_meta_sgd_learns_to_stay_put_where_the_support_misleads():
+    # The support is scorer 0's top items, the query scorer 1's: a step towards the support hurts,
+    # and meta-training must shrink the step sizes until one step no longer costs anything.
+    torch.manual_seed(0)
+
+    def misleading(n_tasks, seed, n_items=40, k=3, n_query=5):
+        g = torch.Generator().manual_seed(seed)
+        features = torch.randn(n_tasks, n_items, 2, generator=g)
+        support = features[..., 0].topk(k, dim=1).indices
+        candidates = torch.ones(n_tasks, n_items, dtype=torch.bool).scatter(1, support, False)
+        query = features[..., 1].masked_fill(~candidates, -1e9).topk(n_query, dim=1).indices
+        relevant = torch.zeros_like(candidates).scatter(1, query, True)
+        targets = torch.zeros(n_tasks, k, n_items, dtype=torch.bool).scatter(2, support[..., None], True)
+        exclude = (~candidates)[:, None].expand(-1, k, -1) & ~targets
+        loo = (features[:, None].expand(-1, k, -1, -1), targets, exclude, torch.ones(n_tasks, k, dtype=torch.bool))
+        return features, candidates, relevant, loo
+
+    model = ResidualMixture(torch.tensor([0.0, 1.0]), torch.ones(2), 40, emb_dim=0, init_lr=0.5, sharpness=3.0)
+    test = misleading(200, seed=1000)
+    before = _ndcg(model, *test, steps=1) - _ndcg(model, *test, steps=0)
+    optimizer = torch.optim.Adam([model.log_lr_delta], lr=0.2)
+    _meta_train_step_sizes(model, optimizer, misleading, 80)
+    after = _ndcg(model, *test, steps=1) - _ndcg(model, *test, steps=0)
+    assert before < -0.05, before  # untrained, one step hurts
+    assert float(model.step_sizes()["delta"][0]) < 0.05  # the step towards the support shrank from 0.5
+    assert after > before / 10, (before, after)  # and now costs a tenth of it at most
+
+
 def _toy(n_tasks: int, seed: int, n_items: int = 40, k: int = 3, n_query: int = 5):
     """Each customer follows one of two scorers: support and query are that scorer's top items."""
     g = torch.Generator().manual_seed(seed)
@@ -95,13 +172,7 @@ def test_meta_sgd_learns_to_trust_the_support_where_it_helps():
     torch.manual_seed(0)
     model = ResidualMixture(torch.tensor([0.5, 0.5]), torch.ones(2), 40, emb_dim=2, init_lr=0.01)
     optimizer = torch.optim.Adam([model.log_lr_delta, model.log_lr_user], lr=0.1)
-    for step in range(40):
-        features, candidates, relevant, loo = _toy(32, seed=step)
-        delta, user = model.adapt(*loo, steps=1, create_graph=True)
-        loss = model.query_loss(features, relevant, ~candidates, delta, user)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    _meta_train_step_sizes(model, optimizer, _toy, 40)
     assert float(model.step_sizes()["delta"].min()) > 0.1  # grew from 0.01: the support is worth trusting
     test = _toy(200, seed=1000)
     unadapted, adapted = _ndcg(model, *test, steps=0), _ndcg(model, *test, steps=1)

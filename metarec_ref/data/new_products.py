@@ -22,19 +22,15 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from metarec_ref.data.schema import require_columns
+
 _NEEDED = ("user_id", "item_id", "timestamp")
-
-
-def _require(events: pd.DataFrame, names) -> None:
-    missing = [c for c in names if c not in events.columns]
-    if missing:
-        raise ValueError(f"column '{missing[0]}' is missing; found {list(events.columns)}")
 
 
 def launch_records(events: pd.DataFrame) -> pd.DataFrame:
     """One row per product, indexed by ``item_id``: ``launch`` (its first sale's time) and the
     ``description`` and ``price`` of that sale (empty / NaN where the log has no such column)."""
-    _require(events, _NEEDED)
+    require_columns(events, _NEEDED, "new-product tasks")
     first = events.sort_values("timestamp", kind="stable").drop_duplicates("item_id")
     records = pd.DataFrame({"launch": first["timestamp"].to_numpy()}, index=pd.Index(first["item_id"], name="item_id"))
     records["description"] = first["description"].fillna("").astype(str).to_numpy() if "description" in first else ""
@@ -65,7 +61,7 @@ def new_product_split(events: pd.DataFrame, cut: str | pd.Timestamp | None = Non
                       cut_quantile: float = 0.8) -> NewProductSplit:
     """Split products by launch time at ``cut`` (default: the ``cut_quantile`` quantile of the
     timestamps); launches after it alternate, in launch order, between validation and test."""
-    _require(events, _NEEDED)
+    require_columns(events, _NEEDED, "new-product tasks")
     if len(events) == 0:
         raise ValueError("the log has no events")
     if cut is None:
@@ -110,7 +106,7 @@ def buyer_tasks(events: pd.DataFrame, items, customers: pd.Index, k: int, n_quer
     """Tasks for ``items``: each product's first ``k`` distinct buyers among ``customers`` (in
     time) are its support, the next up to ``n_query`` its query. Products with fewer than ``k + 1``
     such buyers are left out. ``k = 0`` gives pure cold start: no support, every buyer a target."""
-    _require(events, _NEEDED)
+    require_columns(events, _NEEDED, "new-product tasks")
     if k < 0 or n_query < 1:
         raise ValueError(f"need k >= 0 and n_query >= 1, got {k} and {n_query}")
     sales = events[events["item_id"].isin(pd.Index(items)) & events["user_id"].isin(customers)]

@@ -229,8 +229,8 @@ def run_residual_cell(data: ProtocolData, task: str, k: int, classical: Classica
     # Validation picks the inner steps, 0 (the unadapted score) included; seed `seed` decides.
     val_by_steps = {0: max(mixture_val, singles[bank.names[best]])}
     models, val_vs_none = {}, {}
-    base_on_val = residual_metrics(ResidualMixture(base, scale, val.candidates.shape[1], emb_dim=0), bank, val, 0,
-                                   hit_rate=False)[METRIC]
+    unadapted = ResidualMixture(base, scale, bank.n_items, emb_dim=0)  # the base score, on validation and test
+    base_on_val = residual_metrics(unadapted, bank, val, 0, hit_rate=False)[METRIC]
     for steps in experiment.inner_steps_grid:
         config = replace(experiment.residual, inner_steps=steps)
         models[steps], val_by_steps[steps] = meta_train_residual(base, scale, train_bank, train, bank, val, config, seed)
@@ -240,7 +240,6 @@ def run_residual_cell(data: ProtocolData, task: str, k: int, classical: Classica
         val_vs_none[steps] = {"diff": d.mean, "ci_low": d.ci_low, "ci_high": d.ci_high, "verdict": d.verdict,
                               "p_value": d.p_value}
     steps = max(val_by_steps, key=val_by_steps.get)
-    unadapted = ResidualMixture(base, scale, test.candidates.shape[1], emb_dim=0)
     values = {name: residual_metrics(_one_hot(bank, j), bank, test, 0) for j, name in enumerate(bank.names)}
     values["unadapted"] = residual_metrics(unadapted, bank, test, 0)
     per_seed = []

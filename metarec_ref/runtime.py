@@ -3,6 +3,7 @@ and a warning when a tuned value lands on the edge of its grid."""
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import resource
@@ -97,8 +98,51 @@ def warn_if_on_grid_edge(name: str, grid, chosen, *, natural_bounds: tuple = (No
     return edge
 
 
+def _next_grid_value(grid: list, edge: str):
+    """One more value beyond ``edge``: the same ratio as the two outermost values (a geometric
+    grid) or, where a ratio is meaningless, the same step; an integer grid stays whole and >= 1."""
+    a, b = (grid[1], grid[0]) if edge == "lower" else (grid[-2], grid[-1])
+    if not (math.isfinite(a) and math.isfinite(b)):  # e.g. an "infinite half-life" end: nothing beyond
+        return None
+    value = b * (b / a) if a > 0 and b > 0 else b + (b - a)
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in grid):
+        return max(1, int(round(value)))
+    return float(value)
+
+
+def bracketed_search(name: str, grid, evaluate, *, natural_bounds: tuple = (None, None),
+                     max_extensions: int = 3) -> tuple[object, dict, str | None]:
+    """The grid value with the highest ``evaluate(value)`` (first on ties) and every value's score.
+
+    While the best value sits on an edge of the grid that is not a natural bound, the grid is
+    extended that way by one value (:func:`_next_grid_value`, clipped to a natural bound), at most
+    ``max_extensions`` times, so the optimum ends inside the grid. The third result names the edge
+    the value still sits on (None: interior or a natural bound).
+    """
+    grid = sorted(set(grid))
+    scores = {value: evaluate(value) for value in grid}
+
+    def best():
+        return max(grid, key=lambda value: (scores[value], -grid.index(value)))
+
+    low, high = natural_bounds
+    for _ in range(max_extensions):
+        edge = grid_edge(name, grid, best(), natural_bounds=natural_bounds)
+        value = None if edge is None else _next_grid_value(grid, edge)
+        if value is None:
+            break
+        value = low if low is not None and value < low else high if high is not None and value > high else value
+        if value in scores:
+            break
+        grid = sorted([*grid, value])
+        scores[value] = evaluate(value)
+    chosen = best()
+    return chosen, {value: scores[value] for value in grid}, grid_edge(name, grid, chosen, natural_bounds=natural_bounds)
+
+
 __all__ = [
     "GridEdgeWarning",
+    "bracketed_search",
     "grid_edge",
     "warn_if_on_grid_edge",
     "default_device",

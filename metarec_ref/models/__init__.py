@@ -1,5 +1,5 @@
 """Recommender models: field embeddings and layers, MLP, Wide&Deep, xDeepFM, MeLU, the item-item scorer,
-the residual mixture over classical scores.
+the residual mixture over classical scores, the Meta-Embedding generator for new products.
 
 They know no meta-learning algorithm and no data loader; they read the task-batch contract only.
 This face holds what a chapter or a reader builds with; the modules hold the rest (``models.layers``:
@@ -15,6 +15,7 @@ from metarec_ref.models.layers import (
     FieldEmbeddings,
     mlp_layers,
 )
+from metarec_ref.models.meta_embedding import MetaEmbedding
 from metarec_ref.models.recommenders import (
     MLP,
     MODELS,
@@ -30,6 +31,7 @@ from metarec_ref.models.residual_mixture import (
 )
 
 __all__ = [
+    "MetaEmbedding",
     "MLP",
     "MODELS",
     "EventEncoder",

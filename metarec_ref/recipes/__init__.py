@@ -24,6 +24,16 @@ from metarec_ref.recipes.online_retail import (
     ranking_table,
     stack_seeds,
 )
+from metarec_ref.recipes.new_product_experiment import (
+    NewProductConfig,
+    new_product_verdicts,
+    run_new_products,
+)
+from metarec_ref.recipes.new_products import (
+    GeneratorConfig,
+    meta_train_generator,
+    new_product_data,
+)
 from metarec_ref.recipes.own_log import (
     OwnLogConfig,
     run_own_log,
@@ -60,6 +70,12 @@ from metarec_ref.recipes.scenarios import (
 )
 
 __all__ = [
+    "GeneratorConfig",
+    "NewProductConfig",
+    "meta_train_generator",
+    "new_product_data",
+    "new_product_verdicts",
+    "run_new_products",
     "ClassicalBaselines",
     "ClassicalGrid",
     "ColdStartConfig",

@@ -32,3 +32,15 @@ def test_natural_bound_is_no_warning():
 def test_value_outside_grid_raises():
     with pytest.raises(ValueError, match="not in its grid"):
         warn_if_on_grid_edge("k", [1, 2], 3)
+
+
+def test_bracketed_search_extends_towards_the_optimum_but_not_past_an_infinite_end():
+    import math
+
+    from metarec_ref.runtime import bracketed_search
+
+    # a half-life grid ending in "no decay" (inf): the optimum at 10 days lies below the grid
+    best, scores, edge = bracketed_search("half_life", [30.0, 90.0, math.inf], lambda h: -abs(math.log(h / 10)))
+    assert best == pytest.approx(10.0) and edge is None and min(scores) == pytest.approx(10 / 3)
+    best, scores, edge = bracketed_search("half_life", [30.0, 90.0, math.inf], lambda h: h)
+    assert best == math.inf and edge == "upper" and len(scores) == 3  # nothing lies beyond infinity

@@ -46,6 +46,7 @@ def test_the_sketch_objective_loses_to_the_corrected_maml():
 @pytest.mark.parametrize("chapter, better, cells", [
     ("07_online_retail", "ch7_full_n_better", "ch7_full_n_cells"),
     ("07b_residual_meta_learner", "ch7b_retail_meta_vs_best_classical_n_better", "ch7b_retail_n_cells"),
+    ("07c_new_products", "ch7c_n_better", "ch7c_n_k"),
 ])
 def test_on_the_real_log_meta_learning_did_not_earn_its_keep(chapter, better, cells):
     values = glued(chapter)

@@ -21,24 +21,23 @@ def _arrow(ax, start, end, text="", offset=0.25):
 
 def draw_meta_embedding():
     """Content -> generator -> cold embedding -> warm-up on the first buyers -> scores over customers."""
-    fig, ax = plt.subplots(figsize=(12, 3.6))
-    _box(ax, 1.2, 2.0, "new product\n\"RED HEART MUG\"\n£2.10, family 220", "#fde9d9", height=1.2)
-    _box(ax, 4.0, 2.0, "content x\nn-grams | log price\n| family", "#fff2cc")
-    _box(ax, 6.6, 2.0, "cold embedding\nv0 = g(x)", "#dae8fc")
-    _box(ax, 9.3, 2.0, "warm embedding\nvK = v0 - lr * grad", "#d5e8d4")
-    _box(ax, 12.0, 2.0, "score(c) =\ne_c . v + b_c", "#e1d5e7")
-    _box(ax, 9.3, 0.35, "first K buyers\n(the support)", "#f5f5f5", height=0.75)
-    _arrow(ax, (2.3, 2.0), (2.95, 2.0))
-    _arrow(ax, (5.05, 2.0), (5.55, 2.0), "generator g")
-    _arrow(ax, (7.65, 2.0), (8.25, 2.0), "warm-up")
-    _arrow(ax, (10.35, 2.0), (10.95, 2.0))
-    _arrow(ax, (9.3, 0.72), (9.3, 1.55))
-    ax.annotate("", xy=(6.6, 2.75), xytext=(12.0, 2.75),
-                arrowprops={"arrowstyle": "-|>", "linestyle": "--", "color": "grey", "connectionstyle": "arc3,rad=0.25"})
-    ax.text(9.3, 3.45, "meta-training: the later buyers' loss, cold and warm, trains g and lr", ha="center",
+    fig, ax = plt.subplots(figsize=(12, 3.8))
+    xs = (1.2, 4.3, 7.4, 10.5, 13.6)
+    _box(ax, xs[0], 2.0, "new product\n\"RED HEART MUG\"\n£2.10, family 220", "#fde9d9", height=1.2)
+    _box(ax, xs[1], 2.0, "content x\nn-grams | log price\n| family", "#fff2cc")
+    _box(ax, xs[2], 2.0, "cold embedding\nv0 = g(x)", "#dae8fc")
+    _box(ax, xs[3], 2.0, "warm embedding\nvK = v0 - lr * grad", "#d5e8d4")
+    _box(ax, xs[4], 2.0, "score(c) =\ne_c . v + b_c", "#e1d5e7")
+    _box(ax, xs[3], 0.3, "first K buyers\n(the support)", "#f5f5f5", height=0.7)
+    for (left, right), label in zip(zip(xs[:-1], xs[1:]), ("encode", "generate", "warm up", "rank")):
+        _arrow(ax, (left + 1.1, 2.0), (right - 1.1, 2.0), label, offset=0.2)
+    _arrow(ax, (xs[3], 0.68), (xs[3], 1.52))
+    ax.annotate("", xy=(xs[2], 2.5), xytext=(xs[4], 2.5),
+                arrowprops={"arrowstyle": "-|>", "linestyle": "--", "color": "grey", "connectionstyle": "arc3,rad=0.3"})
+    ax.text(xs[3], 3.75, "meta-training: the later buyers' loss, cold and warm, trains g and lr", ha="center",
             fontsize=8, color="dimgrey")
-    ax.set_xlim(0, 13.2)
-    ax.set_ylim(-0.2, 3.7)
+    ax.set_xlim(0, 14.8)
+    ax.set_ylim(-0.2, 4.0)
     ax.axis("off")
     ax.set_title("Meta-Embedding: a new product's embedding from its content, warmed up by its first buyers")
     fig.tight_layout()
@@ -50,7 +49,7 @@ def draw_gain_against_k(table: pd.DataFrame, title: str):
 
     table: rows of :func:`~metarec_ref.recipes.new_product_experiment.new_product_verdicts`.
     """
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = plt.subplots(figsize=(8, 4.4))
     labels = {"meta_vs_best_opponent": "against the best opponent (chosen on validation)",
               "meta_vs_cold_generator": "against its own cold embedding (no warm-up)"}
     for i, (comparison, rows) in enumerate(table.groupby("comparison", sort=False)):
@@ -62,7 +61,7 @@ def draw_gain_against_k(table: pd.DataFrame, title: str):
     ax.set_xticks(ks, [str(k) for k in ks])
     ax.set_xlabel("first buyers in the support, K")
     ax.set_ylabel("NDCG@10 difference per product\n(95% CI, products x seeds)")
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig

@@ -53,7 +53,7 @@ class NewProductConfig:
 
     n_seeds: int = 2
     dim: int = 32
-    table_steps: int = 200
+    table_steps: int = 300
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     half_lives: tuple = (30.0, 90.0, 365.0, math.inf)  # days; inf: plain counts
     neighbours: tuple = (10, 40, 160, 640)
@@ -89,7 +89,8 @@ def _ndcg(scores: Tensor, tasks: BuyerTasks) -> np.ndarray:
     return per_task_ndcg(scores, tasks.relevant, tasks.candidates, k=10).numpy()
 
 
-def _deterministic(data: NewProductData, k: int, config: NewProductConfig, ridge: ContentRidge, result: KResult) -> None:
+def _deterministic(data: NewProductData, k: int, config: NewProductConfig, ridge: ContentRidge, bought: Tensor,
+                  result: KResult) -> None:
     """The opponents that do not depend on the seed."""
     valid, test = data.tasks["valid", k], data.tasks["test", k]
     content = {"valid": data.task_content("valid", k), "test": data.task_content("test", k)}
@@ -101,7 +102,6 @@ def _deterministic(data: NewProductData, k: int, config: NewProductConfig, ridge
                               natural_bounds=(0.0, math.inf))
     active = activity_scores(data.days_ago, data.line_codes, data.n_codes, half_life)
     similarity = {part: content_similarity(content[part], data.content["train"]) for part in content}
-    bought = data.bought.to(torch.float32)
     scorers = {
         "activity": lambda part, tasks, _: activity(half_life, tasks),
         "content-kNN": lambda part, tasks, n: with_tie_break(content_knn_scores(similarity[part], bought, n),
@@ -144,33 +144,35 @@ def _seeded(data: NewProductData, k: int, config: NewProductConfig, tables: Cust
     valid, test = data.tasks["valid", k], data.tasks["test", k]
     content = {"valid": data.task_content("valid", k), "test": data.task_content("test", k)}
     plain = MetaEmbedding(tables.customer_emb, tables.customer_bias, data.content["train"].shape[1])
-    lam, _, _ = tune("generator lambda", config.ridge_penalties,
+    lam, _, edge = tune("generator lambda", config.ridge_penalties,
                      lambda lam: mean_ndcg(plain.scores(ridge.predict(content["valid"], tables.product_emb, lam)), valid),
                      natural_bounds=(0.0, None))
     cold = {part: ridge.predict(content[part], tables.product_emb, lam) for part in content}
     name = "regression generator + fine-tuning"
+    if edge:
+        result.edges[f"{name} lambda"] = edge
     if k:  # steps (0: the cold embedding) and, for each count, the step size, both bracketed
-        step_sizes = {}
+        step_sizes, lr_edges = {0: 0.0}, {}
 
         def fine_tuned(steps):
             if steps == 0:
-                step_sizes[0] = 0.0
                 return mean_ndcg(plain.scores(cold["valid"]), valid)
-            step_sizes[steps], scores, edge = tune(f"{name} lr", config.fine_tune_lr, lambda lr: mean_ndcg(
+            step_sizes[steps], scores, lr_edges[steps] = tune(f"{name} lr", config.fine_tune_lr, lambda lr: mean_ndcg(
                 plain.scores(plain.warm_up(cold["valid"], valid.support, steps, lr=lr)), valid), natural_bounds=(0.0, None))
-            if edge:
-                result.edges[f"{name} lr ({steps} steps)"] = edge
             return scores[step_sizes[steps]]
 
         steps, scores, edge = tune(f"{name} steps", (0, *config.fine_tune_steps), fine_tuned, natural_bounds=(0, None))
         lr, value = step_sizes[steps], scores[steps]
-        if edge:
-            result.edges[f"{name} steps"] = edge
+        for what, where in ((f"{name} steps", edge), (f"{name} lr", lr_edges.get(steps))):
+            if where:  # only the chosen configuration's edges count
+                result.edges[what] = where
     else:
         lr, steps, value = 0.0, 0, mean_ndcg(plain.scores(cold["valid"]), valid)
     valid_scores[name].append(value)
     test_scores[name].append(_ndcg(plain.scores(plain.warm_up(cold["test"], test.support, steps, lr=lr)), test))
-    result.tuned[name] = f"lambda {lam:g}" + (f", lr {lr:g}, {steps} steps" if k else " (no support: no steps)")
+    if name not in result.tuned:  # the first seed's choice (each seed tunes its own)
+        result.tuned[name] = f"lambda {lam:g}" + (f", lr {lr:g}, {steps} steps" if k else ", no support: no steps")
+        result.tuned[name] += " (first seed)"
     model, best = meta_train_generator(tables, data.task_content("train", k), data.tasks["train", k], content["valid"],
                                        valid, config.generator, seed=seed, start=ridge.primal(tables.product_emb, lam))
     warm_steps = config.generator.warm_up_steps if k else 0
@@ -187,12 +189,13 @@ def run_new_products(data: NewProductData, k_values, config: NewProductConfig, s
     tables = [fit_customer_tables(data.bought, dim=config.dim, steps=config.table_steps, seed=seed + s)
               for s in range(config.n_seeds)]
     ridge = ContentRidge(data.content["train"])  # one eigendecomposition for every K, seed and penalty
+    bought = data.bought.to(torch.float32)  # one tensor, so the ridge projects it once
     results = {}
     for k in k_values:
         if data.tasks["test", k].num_tasks == 0 or data.tasks["valid", k].num_tasks == 0:
             raise ValueError(f"no validation or test product has more than K={k} known buyers: lower K or move the cut")
         result = KResult(k, data.tasks["test", k].num_tasks)
-        _deterministic(data, k, config, ridge, result)
+        _deterministic(data, k, config, ridge, bought, result)
         valid_scores, test_scores = {name: [] for name in SEEDED}, {name: [] for name in SEEDED}
         for s in range(config.n_seeds):
             _seeded(data, k, config, tables[s], ridge, seed + s, result, valid_scores, test_scores)

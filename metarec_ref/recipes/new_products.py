@@ -16,7 +16,6 @@ training products' tasks and keeps the state with the best validation NDCG@10.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +27,7 @@ from metarec_ref.data.content import ContentEncoder
 from metarec_ref.data.new_products import BuyerTasks, NewProductSplit, buyer_tasks, launch_records, new_product_split
 from metarec_ref.eval.metrics import per_task_ndcg
 from metarec_ref.models.meta_embedding import MetaEmbedding
+from metarec_ref.train.checkpoints import train_keeping_best
 
 
 @dataclass
@@ -108,32 +108,33 @@ class CustomerTables:
     product_emb: Tensor
 
 
-def fit_customer_tables(bought: Tensor, dim: int = 32, steps: int = 300, lr: float = 0.05,
+def fit_customer_tables(bought: Tensor, dim: int = 32, steps: int = 300, batch_size: int = 256, lr: float = 0.05,
                         weight_decay: float = 1e-4, seed: int = 0) -> CustomerTables:
     """Embeddings such that each training product's buyers rank high among all customers.
 
-    Full-batch Adam on the listwise loss of every product's buyers (``bought``, padding code 0
-    excluded), with an L2 penalty ``weight_decay`` on the embeddings.
+    Adam on the listwise loss of each product's buyers (``bought``; padding code 0 excluded), over
+    ``steps`` batches of ``batch_size`` products drawn at random, with an L2 penalty
+    ``weight_decay`` on the embeddings (scaled to the batch's share of the products).
     """
     generator = torch.Generator().manual_seed(seed)
     n_products, n_codes = bought.shape
     customer = (0.1 * torch.randn(n_codes, dim, generator=generator)).requires_grad_()
     product = (0.1 * torch.randn(n_products, dim, generator=generator)).requires_grad_()
     bias = torch.zeros(n_codes, requires_grad=True)
-    rows, cols = torch.nonzero(bought[:, 1:], as_tuple=True)
-    cols = cols + 1  # code 0 (padding) is never a buyer
-    per_row = torch.bincount(rows, minlength=n_products).clamp(min=1).to(torch.float32)
+    targets = bought.to(torch.float32)
+    targets[:, 0] = 0.0  # code 0 (padding) is never a buyer ...
     padding = torch.zeros(n_codes)
-    padding[0] = -torch.inf
+    padding[0] = -torch.inf  # ... nor a candidate
     optimizer = torch.optim.Adam([customer, product, bias], lr=lr)
     for _ in range(steps):
+        index = torch.randint(n_products, (batch_size,), generator=generator)
+        scores = product[index] @ customer.t() + bias
+        # The listwise loss of each product's buyers: log-sum-exp over customers minus the mean buyer score.
+        buyers = targets[index]
+        loss = torch.logsumexp(scores + padding, dim=1) - (scores * buyers).sum(1) / buyers.sum(1).clamp(min=1)
+        share = batch_size / n_products
+        loss = loss.mean() + weight_decay * share * (customer.pow(2).sum() + product.pow(2).sum())
         optimizer.zero_grad()
-        # The listwise loss of each product's buyers: log-sum-exp over customers minus the mean
-        # buyer score (the buyers' scores are gathered, not the whole matrix masked).
-        lse = torch.logsumexp(product @ customer.t() + (bias + padding), dim=1)
-        hits = (product[rows] * customer[cols]).sum(1) + bias[cols]
-        loss = (lse - torch.zeros(n_products).index_add(0, rows, hits) / per_row).mean()
-        loss = loss + weight_decay * (customer.pow(2).sum() + product.pow(2).sum())
         loss.backward()
         optimizer.step()
     return CustomerTables(customer.detach(), bias.detach(), product.detach())
@@ -188,8 +189,7 @@ def meta_train_generator(tables: CustomerTables, train_content: Tensor, train_ta
     def validation() -> float:
         return float(np.nanmean(embedding_ndcg(model, valid_content, valid_tasks, steps).numpy()))
 
-    best_state, best = copy.deepcopy(model.state_dict()), validation()
-    for step in range(1, config.meta_steps + 1):
+    def batch_loss(_step: int) -> Tensor:
         index = torch.randperm(train_tasks.num_tasks, generator=generator)[:config.batch_size]
         batch, content = train_tasks.select(index), train_content[index]
         exclude = ~batch.candidates
@@ -198,14 +198,9 @@ def meta_train_generator(tables: CustomerTables, train_content: Tensor, train_ta
         if steps:
             warm = model.warm_up(cold, batch.support, steps, create_graph=True)
             loss = config.cold_weight * loss + (1 - config.cold_weight) * model.query_loss(warm, batch.relevant, exclude)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if step % config.eval_every == 0 or step == config.meta_steps:
-            value = validation()
-            if value > best:
-                best_state, best = copy.deepcopy(model.state_dict()), value
-    model.load_state_dict(best_state)
+        return loss
+
+    best = train_keeping_best(model, optimizer, batch_loss, validation, config.meta_steps, config.eval_every)
     return model, best
 
 

@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,6 +32,7 @@ from metarec_ref.eval.evaluate import EvalTasks
 from metarec_ref.eval.metrics import per_task_hit_rate, per_task_ndcg
 from metarec_ref.models.item_item import support_item_codes
 from metarec_ref.models.residual_mixture import ResidualMixture, listwise_nll
+from metarec_ref.train.checkpoints import train_keeping_best
 
 
 @dataclass
@@ -276,22 +276,15 @@ def meta_train_residual(base: Tensor, scale: Tensor, train_bank: ScorerBank, tra
         values = residual_metrics(model, val_bank, val_tasks, config.inner_steps, config.max_slots, hit_rate=False)
         return float(np.nanmean(values["ndcg@10"].numpy()))
 
-    best_state, best_val = copy.deepcopy(model.state_dict()), validation_ndcg()
-    for step in range(1, config.meta_steps + 1):
+    def batch_loss(_step: int) -> Tensor:
         index = torch.randperm(train_tasks.num_tasks, generator=generator)[:config.meta_batch_size]
         batch = train_tasks.select(index)
         delta, user = model.adapt(*train_bank.loo_inputs(batch, config.max_slots), steps=config.inner_steps,
                                   create_graph=True)
         features = train_bank.features(batch.support, batch.support_mask)
-        loss = model.query_loss(features, batch.relevant, ~batch.candidates, delta, user)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if step % config.eval_every == 0 or step == config.meta_steps:
-            val = validation_ndcg()
-            if val > best_val:
-                best_state, best_val = copy.deepcopy(model.state_dict()), val
-    model.load_state_dict(best_state)
+        return model.query_loss(features, batch.relevant, ~batch.candidates, delta, user)
+
+    best_val = train_keeping_best(model, optimizer, batch_loss, validation_ndcg, config.meta_steps, config.eval_every)
     return model, best_val
 
 

@@ -127,7 +127,7 @@ def test_make_book_executes_the_real_data_chapters_once_fetched(cache, site):
     """`make book` excludes from execution the chapters whose data is missing; after a fetch, none."""
     folder = (Path(__file__).resolve().parents[2] / "notebooks").as_posix()
     needs_data = [f"{folder}/{name}.ipynb" for name in
-                  ("01_why_fast_optimisation", "07_online_retail", "07b_residual_meta_learner")]
+                  ("01_why_fast_optimisation", "07_online_retail", "07b_residual_meta_learner", "07c_new_products")]
     assert notebooks_missing_data(folder) == needs_data
     raw = raw_rows()
     serve_workbook(site, raw)

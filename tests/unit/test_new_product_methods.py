@@ -168,3 +168,21 @@ def test_experiment_end_to_end_on_a_shop_where_content_names_the_buyers():
 def test_tune_extends_up_to_a_natural_bound_and_stops_there():
     best, values, edge = tune("neighbours", [4, 8, 16], lambda n: n, natural_bounds=(1, 20))
     assert best == 20 and edge is None and list(values) == [4, 8, 16, 20]
+
+
+def test_training_tasks_and_tables_read_only_purchases_before_the_cut():
+    log = _shop()
+    cut = pd.Timestamp("2024-07-01")
+    # A training product bought again after the cut by a customer who never bought it before.
+    item = "100000"
+    late_buyer = int(log.loc[log["item_id"] != item, "user_id"].iloc[0])
+    assert late_buyer not in set(log.loc[log["item_id"] == item, "user_id"])
+    late = pd.DataFrame([{"user_id": late_buyer, "item_id": item, "timestamp": cut + pd.Timedelta(days=3),
+                          "description": "CHANGED LATER", "price": 99.0}])
+    data = new_product_data(pd.concat([log, late], ignore_index=True), [1], cut=cut, n_buckets=64)
+    code = data.split.customers.get_loc(late_buyer) + 1
+    row = data.items["train"].get_loc(item)
+    assert not data.bought[row, code]  # the customer tables never see it
+    tasks = data.tasks["train", 1]
+    task = list(tasks.items).index(item)
+    assert not tasks.relevant[task, code] and code not in tasks.support[task].tolist()

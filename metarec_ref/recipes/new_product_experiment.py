@@ -90,8 +90,8 @@ def _ndcg(scores: Tensor, tasks: BuyerTasks) -> np.ndarray:
 
 
 def _deterministic(data: NewProductData, k: int, config: NewProductConfig, ridge: ContentRidge, bought: Tensor,
-                  result: KResult) -> None:
-    """The opponents that do not depend on the seed."""
+                  customers: Tensor | None, result: KResult) -> None:
+    """The opponents that do not depend on the seed (``customers``: :func:`customer_similarity`)."""
     valid, test = data.tasks["valid", k], data.tasks["test", k]
     content = {"valid": data.task_content("valid", k), "test": data.task_content("test", k)}
 
@@ -127,7 +127,6 @@ def _deterministic(data: NewProductData, k: int, config: NewProductConfig, ridge
     if k:  # the first buyers' evidence, blended with the content prior best on validation
         prior = max(scorers, key=result.valid.get)
         priors = {part: scorers[prior](part, tasks, chosen[prior]) for part, tasks in (("valid", valid), ("test", test))}
-        customers = customer_similarity(data.bought)
         name = "first buyers + content prior"
         beta, _, edge = tune(name, config.shrinkage, lambda b: mean_ndcg(kshot_scores(
             customers, valid.support, priors["valid"], valid.candidates, b), valid), natural_bounds=(0.0, math.inf))
@@ -186,16 +185,19 @@ def _seeded(data: NewProductData, k: int, config: NewProductConfig, tables: Cust
 
 def run_new_products(data: NewProductData, k_values, config: NewProductConfig, seed: int = 0) -> dict[int, KResult]:
     """Every method at each ``K`` (module docstring); test NDCG@10 per seed and product."""
+    k_values = list(k_values)
     tables = [fit_customer_tables(data.bought, dim=config.dim, steps=config.table_steps, seed=seed + s)
               for s in range(config.n_seeds)]
     ridge = ContentRidge(data.content["train"])  # one eigendecomposition for every K, seed and penalty
     bought = data.bought.to(torch.float32)  # one tensor, so the ridge projects it once
+    # customer x customer similarity, shared by every K > 0 (K = 0 has no first buyers to compare with)
+    customers = customer_similarity(data.bought) if any(k > 0 for k in k_values) else None
     results = {}
     for k in k_values:
         if data.tasks["test", k].num_tasks == 0 or data.tasks["valid", k].num_tasks == 0:
             raise ValueError(f"no validation or test product has more than K={k} known buyers: lower K or move the cut")
         result = KResult(k, data.tasks["test", k].num_tasks)
-        _deterministic(data, k, config, ridge, bought, result)
+        _deterministic(data, k, config, ridge, bought, customers, result)
         valid_scores, test_scores = {name: [] for name in SEEDED}, {name: [] for name in SEEDED}
         for s in range(config.n_seeds):
             _seeded(data, k, config, tables[s], ridge, seed + s, result, valid_scores, test_scores)

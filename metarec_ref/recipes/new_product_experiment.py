@@ -31,7 +31,6 @@ from metarec_ref.recipes.new_product_opponents import (
     customer_similarity,
     kshot_scores,
     mean_ndcg,
-    tune,
     with_tie_break,
 )
 from metarec_ref.recipes.new_products import (
@@ -41,6 +40,7 @@ from metarec_ref.recipes.new_products import (
     fit_customer_tables,
     meta_train_generator,
 )
+from metarec_ref.runtime import bracketed_search
 
 META = "Meta-Embedding + warm-up"
 META_COLD = "Meta-Embedding, cold"
@@ -98,7 +98,7 @@ def _deterministic(data: NewProductData, k: int, config: NewProductConfig, ridge
     def activity(half_life, tasks):
         return activity_scores(data.days_ago, data.line_codes, data.n_codes, half_life).expand(tasks.num_tasks, -1)
 
-    half_life, _, edge = tune("half_life", config.half_lives, lambda h: mean_ndcg(activity(h, valid), valid),
+    half_life, _, edge = bracketed_search("half_life", config.half_lives, lambda h: mean_ndcg(activity(h, valid), valid),
                               natural_bounds=(0.0, math.inf))
     active = activity_scores(data.days_ago, data.line_codes, data.n_codes, half_life)
     similarity = {part: content_similarity(content[part], data.content["train"]) for part in content}
@@ -115,7 +115,7 @@ def _deterministic(data: NewProductData, k: int, config: NewProductConfig, ridge
         result.edges["activity"] = edge
     for name, grid, label, bounds in (("content-kNN", config.neighbours, "neighbours", (1, len(bought))),
                                       ("content regression", config.ridge_penalties, "lambda", (0.0, None))):
-        value, _, edge = tune(name, grid, lambda v, s=scorers[name]: mean_ndcg(s("valid", valid, v), valid),
+        value, _, edge = bracketed_search(name, grid, lambda v, s=scorers[name]: mean_ndcg(s("valid", valid, v), valid),
                               natural_bounds=bounds)
         chosen[name] = value
         result.tuned[name] = f"{label} {value:g}"
@@ -128,7 +128,7 @@ def _deterministic(data: NewProductData, k: int, config: NewProductConfig, ridge
         prior = max(scorers, key=result.valid.get)
         priors = {part: scorers[prior](part, tasks, chosen[prior]) for part, tasks in (("valid", valid), ("test", test))}
         name = "first buyers + content prior"
-        beta, _, edge = tune(name, config.shrinkage, lambda b: mean_ndcg(kshot_scores(
+        beta, _, edge = bracketed_search(name, config.shrinkage, lambda b: mean_ndcg(kshot_scores(
             customers, valid.support, priors["valid"], valid.candidates, b), valid), natural_bounds=(0.0, math.inf))
         result.valid[name] = mean_ndcg(kshot_scores(customers, valid.support, priors["valid"], valid.candidates, beta), valid)
         result.test[name] = _ndcg(kshot_scores(customers, test.support, priors["test"], test.candidates, beta), test)[None]
@@ -143,7 +143,7 @@ def _seeded(data: NewProductData, k: int, config: NewProductConfig, tables: Cust
     valid, test = data.tasks["valid", k], data.tasks["test", k]
     content = {"valid": data.task_content("valid", k), "test": data.task_content("test", k)}
     plain = MetaEmbedding(tables.customer_emb, tables.customer_bias, data.content["train"].shape[1])
-    lam, _, edge = tune("generator lambda", config.ridge_penalties,
+    lam, _, edge = bracketed_search("generator lambda", config.ridge_penalties,
                      lambda lam: mean_ndcg(plain.scores(ridge.predict(content["valid"], tables.product_emb, lam)), valid),
                      natural_bounds=(0.0, None))
     cold = {part: ridge.predict(content[part], tables.product_emb, lam) for part in content}
@@ -156,11 +156,11 @@ def _seeded(data: NewProductData, k: int, config: NewProductConfig, tables: Cust
         def fine_tuned(steps):
             if steps == 0:
                 return mean_ndcg(plain.scores(cold["valid"]), valid)
-            step_sizes[steps], scores, lr_edges[steps] = tune(f"{name} lr", config.fine_tune_lr, lambda lr: mean_ndcg(
+            step_sizes[steps], scores, lr_edges[steps] = bracketed_search(f"{name} lr", config.fine_tune_lr, lambda lr: mean_ndcg(
                 plain.scores(plain.warm_up(cold["valid"], valid.support, steps, lr=lr)), valid), natural_bounds=(0.0, None))
             return scores[step_sizes[steps]]
 
-        steps, scores, edge = tune(f"{name} steps", (0, *config.fine_tune_steps), fine_tuned, natural_bounds=(0, None))
+        steps, scores, edge = bracketed_search(f"{name} steps", (0, *config.fine_tune_steps), fine_tuned, natural_bounds=(0, None))
         lr, value = step_sizes[steps], scores[steps]
         for what, where in ((f"{name} steps", edge), (f"{name} lr", lr_edges.get(steps))):
             if where:  # only the chosen configuration's edges count

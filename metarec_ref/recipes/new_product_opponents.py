@@ -21,15 +21,12 @@ a production system would rather than at random.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 import numpy as np
 import torch
 from torch import Tensor
 
 from metarec_ref.data.new_products import BuyerTasks
 from metarec_ref.eval.metrics import per_task_ndcg
-from metarec_ref.runtime import bracketed_search
 
 TIE_BREAK = 1e-5
 
@@ -128,13 +125,6 @@ def mean_ndcg(scores: Tensor, tasks: BuyerTasks, k: int = 10) -> float:
     return float(np.nanmean(per_task_ndcg(scores, tasks.relevant, tasks.candidates, k=k).numpy()))
 
 
-def tune(name: str, grid: Sequence, evaluate: Callable[[object], float], *,
-         natural_bounds: tuple = (None, None), max_extensions: int = 3) -> tuple[object, dict, str | None]:
-    """The best grid value by ``evaluate`` (a validation metric), extending a grid whose best value
-    sits on an edge (:func:`~metarec_ref.runtime.bracketed_search`)."""
-    return bracketed_search(name, grid, evaluate, natural_bounds=natural_bounds, max_extensions=max_extensions)
-
-
 __all__ = [
     "ContentRidge",
     "activity_scores",
@@ -144,6 +134,5 @@ __all__ = [
     "kshot_scores",
     "mean_ndcg",
     "standardise",
-    "tune",
     "with_tie_break",
 ]

@@ -23,9 +23,9 @@ from metarec_ref.recipes.new_product_opponents import (
     content_knn_scores,
     kshot_scores,
     standardise,
-    tune,
 )
 from metarec_ref.recipes.new_products import GeneratorConfig, fit_customer_tables, new_product_data
+from metarec_ref.runtime import bracketed_search
 
 
 def _model(n_codes: int = 6, dim: int = 3, seed: int = 0) -> MetaEmbedding:
@@ -108,15 +108,15 @@ def test_kshot_blend_runs_from_the_evidence_alone_to_the_prior_alone():
 
 def test_tune_extends_a_grid_whose_optimum_lies_outside():
     # The metric peaks at 1000; the starting grid stops at 100.
-    best, values, edge = tune("lambda", [1.0, 10.0, 100.0], lambda lam: -abs(math.log10(lam) - 3))
+    best, values, edge = bracketed_search("lambda", [1.0, 10.0, 100.0], lambda lam: -abs(math.log10(lam) - 3))
     assert best == pytest.approx(1000.0) and edge is None and max(values) == pytest.approx(10000.0)
     # Bounded: two extensions are not enough for an optimum at 1e6, and the edge is reported.
-    best, _, edge = tune("lambda", [1.0, 10.0, 100.0], lambda lam: -abs(math.log10(lam) - 6), max_extensions=2)
+    best, _, edge = bracketed_search("lambda", [1.0, 10.0, 100.0], lambda lam: -abs(math.log10(lam) - 6), max_extensions=2)
     assert best == pytest.approx(1e4) and edge == "upper"
     # A natural bound is not extended past.
-    best, values, edge = tune("n", [4, 8, 16], lambda n: -n, natural_bounds=(4, None))
+    best, values, edge = bracketed_search("n", [4, 8, 16], lambda n: -n, natural_bounds=(4, None))
     assert best == 4 and edge is None and list(values) == [4, 8, 16]
-    best, values, _ = tune("n", [4, 8, 16], lambda n: -n)
+    best, values, _ = bracketed_search("n", [4, 8, 16], lambda n: -n)
     assert best == 1 and list(values) == [1, 2, 4, 8, 16]
 
 
@@ -166,7 +166,7 @@ def test_experiment_end_to_end_on_a_shop_where_content_names_the_buyers():
 
 
 def test_tune_extends_up_to_a_natural_bound_and_stops_there():
-    best, values, edge = tune("neighbours", [4, 8, 16], lambda n: n, natural_bounds=(1, 20))
+    best, values, edge = bracketed_search("neighbours", [4, 8, 16], lambda n: n, natural_bounds=(1, 20))
     assert best == 20 and edge is None and list(values) == [4, 8, 16, 20]
 
 

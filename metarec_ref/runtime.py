@@ -3,11 +3,13 @@ and a warning when a tuned value lands on the edge of its grid."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import random
 import resource
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -110,39 +112,117 @@ def _next_grid_value(grid: list, edge: str):
     return float(value)
 
 
+def extend_grid(name: str, grid, chosen, *, natural_bounds: tuple = (None, None)):
+    """The next value to try when ``chosen`` sits on an edge of ``grid`` that is not a natural bound.
+
+    One value beyond that edge (:func:`_next_grid_value`), clipped to the natural bound; None when
+    ``chosen`` is interior, on a natural bound, or no new value exists (an infinite end, an integer
+    grid already at 1).
+    """
+    grid = sorted(set(grid))
+    edge = grid_edge(name, grid, chosen, natural_bounds=natural_bounds)
+    value = None if edge is None else _next_grid_value(grid, edge)
+    if value is None:
+        return None
+    low, high = natural_bounds
+    value = low if low is not None and value < low else high if high is not None and value > high else value
+    return None if value in grid else value
+
+
 def bracketed_search(name: str, grid, evaluate, *, natural_bounds: tuple = (None, None),
                      max_extensions: int = 3) -> tuple[object, dict, str | None]:
     """The grid value with the highest ``evaluate(value)`` (first on ties) and every value's score.
 
     While the best value sits on an edge of the grid that is not a natural bound, the grid is
-    extended that way by one value (:func:`_next_grid_value`, clipped to a natural bound), at most
-    ``max_extensions`` times, so the optimum ends inside the grid. The third result names the edge
-    the value still sits on (None: interior or a natural bound).
+    extended that way by one value (:func:`extend_grid`), at most ``max_extensions`` times, so the
+    optimum ends inside the grid. The third result names the edge the value still sits on (None:
+    interior or a natural bound).
     """
-    grid = sorted(set(grid))
-    scores = {value: evaluate(value) for value in grid}
+    search = bracketed_grid_search({name: grid}, lambda point: evaluate(point[name]),
+                                   natural_bounds={name: natural_bounds}, max_extensions=max_extensions)
+    scores = {point[0]: score for point, score in sorted(search.scores.items())}
+    return search.chosen[name], scores, search.edges[name]
 
-    def best():
-        return max(grid, key=lambda value: (scores[value], -grid.index(value)))
 
-    low, high = natural_bounds
+@dataclass
+class GridSearch:
+    """What :func:`bracketed_grid_search` tried and chose.
+
+    scores: ``{point: score}`` for every point tried, a point being a tuple in ``names`` order;
+    start / final: each parameter's values before and after the extensions; edges: per
+    parameter, the edge its chosen value still sits on (None: interior or a natural bound);
+    bounds: the natural bounds given.
+    """
+
+    names: list
+    chosen: dict
+    scores: dict
+    start: dict
+    final: dict
+    edges: dict
+    bounds: dict
+
+    @property
+    def extended(self) -> dict:
+        """Per parameter, the values added beyond the starting grid."""
+        return {name: [v for v in self.final[name] if v not in self.start[name]] for name in self.names}
+
+
+def bracketed_grid_search(grids: dict, evaluate, *, natural_bounds: dict | None = None,
+                          max_extensions: int = 3, max_points: int | None = None) -> GridSearch:
+    """The best point of a product grid, extended until each chosen value is inside its grid.
+
+    grids: ``{parameter: values}``; the product is tried in order (its first ``max_points`` points
+    when given); ``evaluate({parameter: value})`` returns a score, higher is better (NaN counts as
+    the worst; the first point wins ties). Then, at most ``max_extensions`` rounds: for each
+    parameter whose chosen value is on an edge of the values tried that is not a natural bound,
+    one more value beyond it (:func:`extend_grid`) is tried with the other parameters at their
+    chosen values. Stops early when a round adds nothing.
+    """
+    names, bounds = list(grids), natural_bounds or {}
+    if any(len(values) == 0 for values in grids.values()):
+        raise ValueError(f"every grid needs at least one value, got {grids}")
+    if max_points is not None and max_points < 1:
+        raise ValueError(f"max_points must be None or >= 1, got {max_points!r}")
+    scores: dict = {}
+
+    def score(point: tuple) -> None:
+        value = float(evaluate(dict(zip(names, point))))
+        scores[point] = -math.inf if math.isnan(value) else value
+
+    def best() -> tuple:
+        order = list(scores)
+        return max(order, key=lambda point: (scores[point], -order.index(point)))
+
+    for point in list(itertools.product(*(list(values) for values in grids.values())))[:max_points]:
+        if point not in scores:
+            score(point)
+    start = {name: sorted({point[i] for point in scores}) for i, name in enumerate(names)}
     for _ in range(max_extensions):
-        edge = grid_edge(name, grid, best(), natural_bounds=natural_bounds)
-        value = None if edge is None else _next_grid_value(grid, edge)
-        if value is None:
+        added = False
+        for i, name in enumerate(names):
+            chosen = best()
+            tried = {point[i] for point in scores}
+            value = extend_grid(name, tried, chosen[i], natural_bounds=bounds.get(name, (None, None)))
+            point = chosen[:i] + (value,) + chosen[i + 1:]
+            if value is not None and point not in scores:
+                score(point)
+                added = True
+        if not added:
             break
-        value = low if low is not None and value < low else high if high is not None and value > high else value
-        if value in scores:
-            break
-        grid = sorted([*grid, value])
-        scores[value] = evaluate(value)
     chosen = best()
-    return chosen, {value: scores[value] for value in grid}, grid_edge(name, grid, chosen, natural_bounds=natural_bounds)
+    final = {name: sorted({point[i] for point in scores}) for i, name in enumerate(names)}
+    edges = {name: grid_edge(name, final[name], chosen[i], natural_bounds=bounds.get(name, (None, None)))
+             for i, name in enumerate(names)}
+    return GridSearch(names, dict(zip(names, chosen)), scores, start, final, edges, dict(bounds))
 
 
 __all__ = [
     "GridEdgeWarning",
+    "GridSearch",
+    "bracketed_grid_search",
     "bracketed_search",
+    "extend_grid",
     "grid_edge",
     "warn_if_on_grid_edge",
     "default_device",

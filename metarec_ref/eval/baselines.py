@@ -20,7 +20,6 @@ support set with plain SGD, batched over tasks with ``vmap``; tune steps / learn
 from __future__ import annotations
 
 import copy
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -35,7 +34,7 @@ from metarec_ref.meta.forward import score_fast_weights
 from metarec_ref.meta.functional import inner_loop
 from metarec_ref.meta.losses import LossFn, masked_bce_loss
 from metarec_ref.meta.tracing import BatchedTaskLoss
-from metarec_ref.runtime import progress_disabled, warn_if_on_grid_edge
+from metarec_ref.runtime import GridSearch, bracketed_grid_search, progress_disabled, warn_if_on_grid_edge
 
 
 def pool_events(batch: TaskBatch, include_query: bool = True) -> tuple[Features, Tensor]:
@@ -226,6 +225,7 @@ class FineTuneChoice:
     lr: float
     table: pd.DataFrame
     method: FineTune
+    search: GridSearch | None = None  # the grids tried and extended
 
     @property
     def chosen(self) -> dict:
@@ -241,28 +241,36 @@ def tune_fine_tuning(
     adapt: ParamFilter = "all",
     loss_fn: LossFn = masked_bce_loss,
     warn_on_edge: str | None = None,
+    max_extensions: int = 0,
+    steps_bounds: tuple[int, int | None] = (0, None),
 ) -> FineTuneChoice:
     """Pick fine-tuning steps and learning rate by mean query loss on validation tasks.
 
     Keep ``max(steps_grid)`` at MAML's inner steps to give both the same adaptation budget.
-    ``warn_on_edge``: a name for a :class:`~metarec_ref.runtime.GridEdgeWarning` when a chosen value
-    sits on an edge of its grid (0 steps, no fine-tuning, is a natural bound, not an edge; with 0
-    steps the learning rate is unused).
+    ``max_extensions``: rounds of :func:`~metarec_ref.runtime.bracketed_grid_search` that extend a
+    grid whose chosen value sits on an edge (0: the grid as given). ``steps_bounds``: the steps no
+    extension goes beyond: below, 0 (no fine-tuning) or 1 where zero steps is compared on its own as
+    the global model; above, None or a budget cap. ``warn_on_edge``: a name for a :class:`~metarec_ref.runtime.GridEdgeWarning` when a
+    chosen value still sits on an edge (with 0 steps the learning rate is unused).
     """
-    rows = []
-    for steps, lr in itertools.product(steps_grid, lr_grid):
-        method = FineTune(model, steps=steps, lr=lr, adapt=adapt, loss_fn=loss_fn)
+    def evaluate(point: dict) -> float:
+        method = FineTune(model, steps=point["steps"], lr=point["lr"], adapt=adapt, loss_fn=loss_fn)
         logits = method.score(method.adapt(val_batch), val_batch.query_x)
-        loss = loss_fn(logits, val_batch.query_y, val_batch.query_mask)
-        rows.append({"steps": steps, "lr": lr, "val_loss": float(loss)})
-    table = pd.DataFrame(rows)
-    best = table.loc[table["val_loss"].idxmin()]
-    steps, lr = int(best["steps"]), float(best["lr"])
+        return -float(loss_fn(logits, val_batch.query_y, val_batch.query_mask))
+
+    search = bracketed_grid_search({"steps": list(steps_grid), "lr": list(lr_grid)}, evaluate,
+                                   natural_bounds={"steps": steps_bounds, "lr": (0.0, None)},
+                                   max_extensions=max_extensions)
+    table = pd.DataFrame([{"steps": steps, "lr": lr, "val_loss": -score} for (steps, lr), score in search.scores.items()])
+    steps, lr = int(search.chosen["steps"]), float(search.chosen["lr"])
+    if steps == 0:
+        search.edges["lr"] = None  # unused without a step
     if warn_on_edge is not None:
-        warn_if_on_grid_edge(f"{warn_on_edge} steps", steps_grid, steps, natural_bounds=(0, None))
+        warn_if_on_grid_edge(f"{warn_on_edge} steps", search.final["steps"], steps, natural_bounds=steps_bounds)
         if steps > 0:
-            warn_if_on_grid_edge(f"{warn_on_edge} learning rate", lr_grid, lr)
-    return FineTuneChoice(steps, lr, table, FineTune(model, steps=steps, lr=lr, adapt=adapt, loss_fn=loss_fn))
+            warn_if_on_grid_edge(f"{warn_on_edge} learning rate", search.final["lr"], lr)
+    method = FineTune(model, steps=steps, lr=lr, adapt=adapt, loss_fn=loss_fn)
+    return FineTuneChoice(steps, lr, table, method, search)
 
 
 class UserMean:

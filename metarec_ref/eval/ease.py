@@ -7,6 +7,8 @@ fit it on the ``top_items`` most popular ones (:func:`ease_fits`, :func:`ease_me
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -92,7 +94,14 @@ class EASE(ItemItemMethod):
                  max_items: int = EASE_MAX_ITEMS) -> dict[float, "EASE"]:
         """``{lam: EASE}`` for a tuning grid; the Gram matrix is rebuilt per value so that only two
         dense matrices are alive at a time."""
-        inter = sparse_interactions(events, encoders, n_items)
+        return cls.grid_from_interactions(sparse_interactions(events, encoders, n_items), lambdas,
+                                          tie_break=tie_break, top_items=top_items, max_items=max_items)
+
+    @classmethod
+    def grid_from_interactions(cls, inter: Interactions, lambdas: Sequence[float], *, tie_break: float = 1e-6,
+                               top_items: int | None = None, max_items: int = EASE_MAX_ITEMS) -> dict[float, "EASE"]:
+        """As :meth:`fit_grid`, from :func:`~metarec_ref.eval.classical.sparse_interactions` computed once
+        (a grid extended value by value reads the events once)."""
         n = inter.n_items
         if top_items is None and not ease_fits(n, max_items):
             raise ValueError(_ease_too_big(n, max_items))
@@ -112,6 +121,36 @@ class EASE(ItemItemMethod):
                          items=subset, n_items=n) for lam in lambdas}
 
 
+# The share of the machine's memory EASE's inverse may take by default (see default_ease_memory_gb).
+EASE_MEMORY_SHARE = 1 / 32
+
+
+def machine_memory_gb() -> float:
+    """This machine's physical memory in GB."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
+
+
+def default_ease_memory_gb() -> float:
+    """EASE's memory budget when none is given: a 32nd of the machine's memory (0.75 GB of 24 GB).
+
+    Its time grows with the cube of the items it keeps, so the default also bounds the time:
+    about 10 seconds per regularisation value at 10,000 items on two cores.
+    """
+    return round(machine_memory_gb() * EASE_MEMORY_SHARE, 2)
+
+
+def ease_items_within(memory_gb: float) -> int:
+    """The largest catalogue whose EASE inverse (:func:`ease_memory_gb`) fits in ``memory_gb``."""
+    if not memory_gb > 0:
+        raise ValueError(f"memory_gb must be > 0, got {memory_gb!r}")
+    in_float64 = min(EASE_FLOAT64_ITEMS, math.isqrt(int(memory_gb * 1e9 / 16)))  # two (n, n) of 8 bytes
+    in_float32 = math.isqrt(int(memory_gb * 1e9 / 8))  # of 4 bytes, above EASE_FLOAT64_ITEMS
+    n = in_float32 if in_float32 > EASE_FLOAT64_ITEMS else in_float64
+    while n > 1 and ease_memory_gb(n) > memory_gb:
+        n -= 1
+    return n
+
+
 def _dense_gram(inter: Interactions) -> Tensor:
     """``G`` as a dense matrix in EASE's working dtype, filled block by block."""
     n = inter.n_items
@@ -121,4 +160,5 @@ def _dense_gram(inter: Interactions) -> Tensor:
     return gram
 
 
-__all__ = ["EASE", "EASE_FLOAT64_ITEMS", "EASE_MAX_ITEMS", "ease_fits", "ease_memory_gb"]
+__all__ = ["EASE", "EASE_FLOAT64_ITEMS", "EASE_MAX_ITEMS", "EASE_MEMORY_SHARE", "default_ease_memory_gb", "ease_fits",
+           "ease_items_within", "ease_memory_gb", "machine_memory_gb"]

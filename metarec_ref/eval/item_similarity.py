@@ -23,9 +23,11 @@ from metarec_ref.batch import UNKNOWN
 
 # Upper bound on the stored entries of one block of Gram rows (a few hundred MB at most).
 BLOCK_ENTRIES = 2_000_000
-# Cells of a padded (rows, longest row) matrix used to pick the top neighbours at once.
-PAD_CELLS = 8_000_000
 _COL_BITS = 31  # item codes below 2^31; positive float32 bit patterns fit in 31 bits too
+_SIM_BITS_MAX = (1 << _COL_BITS) - 1
+_BIN_SHIFT = 19  # similarity histogram bins: the float's exponent and 4 bits of its mantissa
+_N_BINS = 1 << (31 - _BIN_SHIFT)
+_HISTOGRAM_ROWS = 1024  # long rows histogrammed at once (rows x bins counts)
 
 
 def _csr(crow: np.ndarray, col: np.ndarray, values: Tensor, shape: tuple[int, int]) -> Tensor:
@@ -158,33 +160,43 @@ def interaction_gram_blocks(interactions: Interactions) -> Iterator[tuple[int, i
 
 def _top_per_row(rows: np.ndarray, cols: np.ndarray, sims: np.ndarray, lengths: np.ndarray,
                  neighbors: int) -> np.ndarray:
-    """Indices of the entries to keep: every entry of rows with at most ``neighbors`` entries, and
-    the ``neighbors`` largest (ties: lower column) of longer rows. ``rows`` are block-local, sorted."""
+    """Which entries to keep: every entry of rows with at most ``neighbors`` entries, and the
+    ``neighbors`` largest (ties: lower column) of longer rows. ``rows`` are block-local and sorted,
+    columns ascending within a row, similarities non-negative.
+
+    A histogram of each long row's similarities finds the bin holding its ``neighbors``-th largest:
+    entries above that bin are kept, below it dropped, and only the bin's own entries are sorted.
+    """
     keep = np.ones(len(rows), dtype=bool)
     long_rows = np.flatnonzero(lengths > neighbors)
     if len(long_rows) == 0:
         return keep
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    # One int64 key per entry: similarity bits first (positive floats order like their bits),
-    # then the complemented column so that equal similarities prefer the lower column.
-    order = long_rows[np.argsort(lengths[long_rows], kind="stable")]  # similar lengths pad together
-    group_start = 0
-    while group_start < len(order):
-        group = order[group_start:group_start + max(1, PAD_CELLS // int(lengths[order[group_start]]))]
-        group = group[:max(1, PAD_CELLS // int(lengths[group[-1]]))]  # lengths ascend: the last is longest
-        longest = int(lengths[group[-1]])
-        group_len = lengths[group]
-        local_row = np.repeat(np.arange(len(group)), group_len)
-        offset = np.arange(int(group_len.sum())) - np.repeat(np.cumsum(group_len) - group_len, group_len)
-        entry = np.repeat(starts[group], group_len) + offset
-        key = (sims[entry].view(np.int32).astype(np.int64) << _COL_BITS) | ((1 << _COL_BITS) - 1 - cols[entry])
-        padded = torch.full((len(group), longest), -1, dtype=torch.int64)
-        padded[torch.as_tensor(local_row), torch.as_tensor(offset)] = torch.as_tensor(key)
-        top = padded.topk(neighbors, dim=1, sorted=False).indices.numpy()
-        chosen = np.zeros((len(group), longest), dtype=bool)
-        np.put_along_axis(chosen, top, True, axis=1)
-        keep[entry] = chosen[local_row, offset]
-        group_start += len(group)
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    for group in np.array_split(long_rows, -(-len(long_rows) // _HISTOGRAM_ROWS)):
+        span = slice(starts[group[0]], starts[group[-1] + 1])  # rows are sorted: one slice
+        local = np.searchsorted(group, rows[span])  # position of each entry's row in the group
+        mine = group[np.minimum(local, len(group) - 1)] == rows[span]  # entries of long rows
+        entry = np.flatnonzero(mine) + span.start
+        keep[entry] = _top_of_long_rows(local[mine], sims[entry].view(np.int32), len(group), neighbors)
+    return keep
+
+
+def _top_of_long_rows(row: np.ndarray, bits: np.ndarray, n_rows: int, neighbors: int) -> np.ndarray:
+    """As :func:`_top_per_row` for rows that all have more than ``neighbors`` entries (``row`` sorted)."""
+    bins = bits >> _BIN_SHIFT
+    counts = np.bincount(row * _N_BINS + bins, minlength=n_rows * _N_BINS).reshape(n_rows, _N_BINS)
+    at_or_above = np.cumsum(counts[:, ::-1], axis=1)[:, ::-1]
+    # The cut bin: the highest bin that, with the bins above it, holds `neighbors` entries.
+    cut = _N_BINS - 1 - np.argmax(at_or_above[:, ::-1] >= neighbors, axis=1)
+    above = np.where(cut + 1 < _N_BINS, at_or_above[np.arange(n_rows), np.minimum(cut + 1, _N_BINS - 1)], 0)
+    keep = bins > cut[row]
+    tied = np.flatnonzero(bins == cut[row])
+    # Within the cut bin: the largest similarities first, the lower column on ties (a stable sort).
+    key = (row[tied].astype(np.int64) << _COL_BITS) | (_SIM_BITS_MAX - bits[tied].astype(np.int64))
+    order = tied[np.argsort(key, kind="stable")]
+    first = np.searchsorted(row[order], np.arange(n_rows))
+    rank = np.arange(len(order)) - first[row[order]]
+    keep[order[rank < (neighbors - above)[row[order]]]] = True
     return keep
 
 

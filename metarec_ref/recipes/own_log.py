@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import itertools
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -48,7 +47,8 @@ from metarec_ref.recipes.own_log_methods import (
     train_meta_learner,
     tune_meta_learner,
 )
-from metarec_ref.runtime import seed_everything, warn_if_on_grid_edge
+from metarec_ref.eval.ease import default_ease_memory_gb
+from metarec_ref.runtime import GridEdgeWarning, GridSearch, seed_everything
 from metarec_ref.train.meta_trainer import MetaTrainConfig
 
 RANKING_CELLS_MB = 200  # memory for one chunk of full-ranking scores (tasks x items x hidden units)
@@ -73,10 +73,12 @@ class OwnLogConfig:
     # tables global (MeLU's choice), so a task never copies a catalogue-sized table.
     adapt: str = "dense"
     learners: tuple[str, ...] = ("maml", "metasgd", "item_item")
-    # Grids wide enough to bracket the optimum on the logs tried; a chosen value on an edge is
-    # reported in OwnLogResult.grid_edges (widen that grid).
+    # Starting grids: a chosen value on an edge that is not a natural bound extends its grid, at most
+    # max_extensions times; a value still on an edge is reported in OwnLogResult.grid_edges.
+    max_extensions: int = 3
     inner_lr_grid: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
     inner_steps_grid: tuple[int, ...] = (1, 3, 5)
+    max_inner_steps: int = 10  # a budget cap for the extensions of every adaptation's step count
     max_meta_steps: int = 300
     meta_batch_size: int = 32
     outer_lr: float = 3e-3
@@ -85,8 +87,9 @@ class OwnLogConfig:
     shrinkage_grid: tuple[float, ...] = (0.0, 5.0, 20.0, 100.0)
     ease_lambdas: tuple[float, ...] = (10.0, 50.0, 200.0, 1000.0, 5000.0)
     window_days: tuple[float, ...] = (7, 30, 90, 365)
-    ease_max_items: int = 8_000  # above: EASE on the most popular items only
-    ease_top_items: int = 5_000
+    # Memory for EASE's dense inverse (None: default_ease_memory_gb(), from this machine's memory);
+    # a larger catalogue is fitted on the most popular items that fit.
+    ease_memory_gb: float | None = None
     item_item_max_items: int = 8_000  # its similarity matrices are dense
     # The learners' grid points tried, in grid order (None: all). A count, never seconds, so the
     # results do not depend on the machine's load.
@@ -101,6 +104,12 @@ class OwnLogConfig:
             raise ValueError(f"learners {unknown} unknown; choose from {list(LEARNER_NAMES)}")
         if self.n_seeds < 1:
             raise ValueError(f"n_seeds must be >= 1, got {self.n_seeds}")
+        if self.max_inner_steps < max(self.inner_steps_grid, default=1):
+            raise ValueError(f"max_inner_steps={self.max_inner_steps} is below inner_steps_grid {self.inner_steps_grid}")
+        if self.max_extensions < 0:
+            raise ValueError(f"max_extensions must be >= 0, got {self.max_extensions}")
+        if self.ease_memory_gb is not None and not self.ease_memory_gb > 0:
+            raise ValueError(f"ease_memory_gb must be None or > 0 (GB), got {self.ease_memory_gb!r}")
 
 
 @dataclass
@@ -113,6 +122,7 @@ class OwnLogResult:
     results: pd.DataFrame = field(default_factory=pd.DataFrame)  # method, metric, mean, CI, seed_std
     verdicts: pd.DataFrame = field(default_factory=pd.DataFrame)  # learner vs the best baseline
     tuning: dict = field(default_factory=dict)  # method -> values chosen on validation users
+    tuning_table: pd.DataFrame = field(default_factory=pd.DataFrame)  # per tuned value: grid, extensions, edge
     skipped: dict = field(default_factory=dict)  # method -> why it did not run
     grid_edges: list = field(default_factory=list)  # tuned values on an edge of their grid
     counts: dict = field(default_factory=dict)
@@ -124,26 +134,52 @@ class OwnLogResult:
         return None if self.enough else self.choice.reason
 
 
-def tuned_grid_edges(config: OwnLogConfig, tuning: dict, tuned: dict, classical: dict, steps_grid) -> list[str]:
-    """Tuned values that sit on an edge of the grid they were chosen from (each also warns)."""
-    checks = []  # (method, parameter, grid, chosen, natural bounds)
-    for name, fitted in classical.items():
-        if fitted.grid is not None and "value" in fitted.grid:
-            param, chosen = next(iter(fitted.chosen.items()))
-            values = [v for v in fitted.grid["value"] if pd.notna(v)]
-            checks.append((name, param, values, chosen, (0.0, None)))
-    for algorithm, fitted in tuned.items():
-        tried = fitted.grid[fitted.grid["tried"]]
-        for param in ("inner_lr", "inner_steps"):
-            checks.append((LEARNER_NAMES[algorithm], param, list(tried[param]), fitted.chosen[param], (None, None)))
-    if "fine-tune" in tuning:
-        checks.append(("fine-tune", "steps", list(steps_grid), tuning["fine-tune"]["steps"], (None, None)))
-        checks.append(("fine-tune", "lr", list(config.fine_tune_lr_grid), tuning["fine-tune"]["lr"], (None, None)))
+def tuning_rows(method: str, search: GridSearch, caps: dict | None = None) -> list[dict]:
+    """One row per tuned value: where its grid started, what the bracketing added, where it ended.
+
+    caps: values that bound an extension for budget's sake, not by nature (a chosen value there is
+    not bracketed).
+    """
+    rows = []
+    for name in search.names:
+        added, edge = search.extended[name], search.edges[name]
+        low, high = search.bounds.get(name, (None, None))
+        chosen, cap = search.chosen[name], (caps or {}).get(name)
+        where = (f"{edge} edge, not bracketed" if edge is not None else
+                 "at its budget cap, not bracketed" if cap is not None and chosen == cap else
+                 "natural bound" if chosen in (low, high) else
+                 "one value tried, not bracketed" if len(search.final[name]) == 1 else "inside")
+        rows.append({"method": method, "value": name, "chosen": str(_plain(chosen)),
+                     "starting grid": ", ".join(str(_plain(v)) for v in search.start[name]),
+                     "added": ", ".join(str(_plain(v)) for v in added) or "-", "chosen value is": where})
+    return rows
+
+
+def _plain(value):
+    """A grid value as a reader writes it: 0.1 not 0.1000000001, 30 not 30.0."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return float(f"{value:.4g}") if isinstance(value, float) else value
+
+
+def meta_steps_row(method: str, best_step: int, outer: MetaTrainConfig) -> dict:
+    """The meta-steps kept by early stopping, as a row of the tuning table (a budget, not a grid)."""
+    end = best_step >= outer.meta_steps
+    return {"method": method, "value": "meta_steps", "chosen": str(best_step),
+            "starting grid": f"early stopping, every {outer.eval_every} up to {outer.meta_steps}", "added": "-",
+            "chosen value is": "the budget's end (still improving)" if end else "inside"}
+
+
+def grid_edges_of(table: pd.DataFrame) -> list[str]:
+    """The tuned values still on an edge of their grid, each in one line (and a warning)."""
     edges = []
-    for method, param, grid, chosen, bounds in checks:
-        edge = warn_if_on_grid_edge(f"{method} {param}", grid, chosen, natural_bounds=bounds)
-        if edge is not None:
-            edges.append(f"{method}: {param} = {chosen} is the {edge} end of {sorted(set(grid))}")
+    for row in table.to_dict("records"):
+        if row["chosen value is"].endswith("not bracketed"):
+            where = row["chosen value is"].removesuffix(", not bracketed")
+            message = (f"{row['method']}: {row['value']} = {row['chosen']} is not bracketed ({where}; grid "
+                       f"started at {row['starting grid']}, added {row['added']})")
+            warnings.warn(message, GridEdgeWarning, stacklevel=2)
+            edges.append(message)
     return edges
 
 
@@ -257,31 +293,38 @@ def run_own_log(events: pd.DataFrame, config: OwnLogConfig | None = None,
 
     per_task: dict[str, dict[str, torch.Tensor]] = {}
     baselines: list[str] = []
+    rows: list[dict] = []  # the tuning table
     if ranking:
         say("classical baselines")
         grid = ClassicalGrid(config.shrinkage_grid, config.ease_lambdas, config.window_days)
-        classical, result.skipped = fit_classical(choice.parts.train, encoders, val, grid,
-                                                  ease_items=(config.ease_max_items, config.ease_top_items),
-                                                  chunk_size=chunk)
+        ease_gb = config.ease_memory_gb if config.ease_memory_gb is not None else default_ease_memory_gb()
+        classical, result.skipped = fit_classical(choice.parts.train, encoders, val, grid, ease_memory_gb=ease_gb,
+                                                  max_extensions=config.max_extensions, chunk_size=chunk)
         for name, fitted in classical.items():
             per_task[name] = scores(fitted.method, test)
             result.tuning[name] = fitted.chosen
+            if fitted.search is not None:
+                rows += tuning_rows(name, fitted.search)
             baselines.append(name)
         lap("classical baselines")
 
     say("meta-learner tuning")
     tuned, recipes = {}, {}
-    points = list(itertools.product(config.inner_lr_grid, config.inner_steps_grid))
+    learner_grids = {"inner_lr": list(config.inner_lr_grid), "inner_steps": list(config.inner_steps_grid)}
     # Evaluations every tenth of the meta-steps, stopping after 3 without a better validation AUC.
     outer = MetaTrainConfig(meta_batch_size=min(config.meta_batch_size, train_batch.num_tasks),
                             outer_lr=config.outer_lr, meta_steps=config.max_meta_steps,
                             eval_every=max(config.max_meta_steps // 10, 1), patience=3, monitor="val_auc")
     for algorithm in (a for a in config.learners if a != ITEM_ITEM):
         recipes[algorithm] = LearnerRecipe(algorithm, config.model, encoders.spec, config.adapt, outer, device)
-        tuned[algorithm] = tune_meta_learner(recipes[algorithm], train_batch, val.batch, points, seed=config.seed,
-                                             max_grid_points=config.max_grid_points)
+        tuned[algorithm] = tune_meta_learner(recipes[algorithm], train_batch, val.batch, learner_grids,
+                                             seed=config.seed, max_grid_points=config.max_grid_points,
+                                             max_extensions=config.max_extensions,
+                                             max_inner_steps=config.max_inner_steps)
         result.tuning[LEARNER_NAMES[algorithm]] = {**tuned[algorithm].chosen,
-                                                   "grid points tried": int(tuned[algorithm].grid["tried"].sum())}
+                                                   "grid points tried": len(tuned[algorithm].grid)}
+        rows += tuning_rows(LEARNER_NAMES[algorithm], tuned[algorithm].search, {"inner_steps": config.max_inner_steps})
+        rows.append(meta_steps_row(LEARNER_NAMES[algorithm], tuned[algorithm].chosen["meta_steps"], outer))
     lap("meta-learner tuning")
     # Fine-tuning's grid holds every learner's chosen inner steps: the same adaptation budget.
     steps_grid = sorted({1, 3, *(t.chosen["inner_steps"] for t in tuned.values())})
@@ -319,8 +362,10 @@ def run_own_log(events: pd.DataFrame, config: OwnLogConfig | None = None,
                                         seed=seed, device=device)
         if s == 0:
             fine_tune = tune_fine_tuning(global_model, val.batch, steps_grid, config.fine_tune_lr_grid,
-                                         adapt=config.adapt)
+                                         adapt=config.adapt, max_extensions=config.max_extensions,
+                                         steps_bounds=(1, config.max_inner_steps))
             result.tuning["fine-tune"] = fine_tune.chosen
+            rows += tuning_rows("fine-tune", fine_tune.search, {"steps": config.max_inner_steps})
             fine_tune_method = fine_tune.method
         else:
             fine_tune_method = FineTune(global_model, fine_tune.steps, fine_tune.lr, adapt=config.adapt)
@@ -338,7 +383,8 @@ def run_own_log(events: pd.DataFrame, config: OwnLogConfig | None = None,
         per_task[name] = {m: torch.stack([r[m] for r in runs]) for m in runs[0]}
     baselines += ["global model", "fine-tune"]
     lap("training over seeds")
-    result.grid_edges = tuned_grid_edges(config, result.tuning, tuned, classical if ranking else {}, steps_grid)
+    result.tuning_table = pd.DataFrame(rows)
+    result.grid_edges = grid_edges_of(result.tuning_table) if rows else []
 
     metrics = ("ndcg@10", "hr@10", "auc") if ranking else ("auc",)
     learners = [name for name in per_task if name not in baselines]
@@ -350,4 +396,4 @@ def run_own_log(events: pd.DataFrame, config: OwnLogConfig | None = None,
     return result
 
 
-__all__ = ["OwnLogConfig", "OwnLogResult", "RANKING_CELLS_MB", "run_own_log", "tuned_grid_edges", "verdict_table"]
+__all__ = ["OwnLogConfig", "OwnLogResult", "RANKING_CELLS_MB", "grid_edges_of", "run_own_log", "tuning_rows", "verdict_table"]

@@ -11,8 +11,10 @@ test users are never read here.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -32,10 +34,11 @@ from metarec_ref.eval.classical import (
     ItemKNN,
     RecentPopularity,
     cooccurrence,
-    tune_hyperparameter,
+    sparse_interactions,
 )
-from metarec_ref.eval.ease import EASE, ease_fits, ease_memory_gb
-from metarec_ref.eval.evaluate import EvalTasks
+from metarec_ref.eval.ease import EASE, ease_items_within
+from metarec_ref.eval.ease import ease_memory_gb as ease_memory_gb_of
+from metarec_ref.eval.evaluate import EvalTasks, per_task_metrics
 from metarec_ref.meta.learners import ALGORITHMS, build_learner
 from metarec_ref.models.recommenders import build_model
 from metarec_ref.recipes.item_item import (
@@ -45,6 +48,7 @@ from metarec_ref.recipes.item_item import (
     with_item_item_features,
 )
 from metarec_ref.recipes.online_retail import ClassicalGrid
+from metarec_ref.runtime import GridSearch, bracketed_grid_search
 from metarec_ref.train.meta_trainer import MetaTrainConfig, MetaTrainer, validation_metrics
 
 ITEM_ITEM = "item_item"  # the item-item meta-learner's name among the learners of the own-log comparison
@@ -55,44 +59,105 @@ LEARNER_NAMES = {**{name: entry.label for name, entry in ALGORITHMS.items() if e
 
 @dataclass
 class Fitted:
-    """A fitted method, the values chosen for it on validation users, and the grid it was chosen from."""
+    """A fitted method, the values chosen for it on validation users, and how they were found.
+
+    grid: every point tried and its validation score; search: the starting grids, the values the
+    bracketing added, and any edge a chosen value still sits on (None: nothing tuned).
+    """
 
     method: Any
     chosen: dict = field(default_factory=dict)
     grid: pd.DataFrame | None = None
+    search: GridSearch | None = None
+
+
+class _KeepBest:
+    """Keeps the method of the best score seen so far (the first on ties), drops the others."""
+
+    def __init__(self):
+        self.score, self.value, self.method = -math.inf, None, None
+
+    def offer(self, value, method, score: float) -> float:
+        if self.method is None or score > self.score:
+            self.score, self.value, self.method = score, value, method
+        return score
+
+
+def _validation_ndcg(method, val: EvalTasks, chunk_size: int) -> float:
+    return float(torch.nanmean(per_task_metrics(method, val, ks=(10,), chunk_size=chunk_size)["ndcg@10"]))
+
+
+def _tune_one(name: str, values: Sequence, make, val: EvalTasks, *, bounds: tuple, max_extensions: int,
+              chunk_size: int, made: dict | None = None) -> Fitted:
+    """One hyperparameter tuned by validation NDCG@10, its grid extended until the best value is inside.
+
+    make(value) builds the method (a NaN score when it fails with ValueError, e.g. an EASE lambda
+    too small to invert); made: methods already built for some values (a shared pass), used first.
+    """
+    made, best = dict(made or {}), _KeepBest()
+
+    def evaluate(point: dict) -> float:
+        value = point[name]
+        try:
+            method = made.pop(value) if value in made else make(value)
+        except ValueError:
+            return math.nan
+        return best.offer(value, method, _validation_ndcg(method, val, chunk_size))
+
+    search = bracketed_grid_search({name: list(values)}, evaluate, natural_bounds={name: bounds},
+                                   max_extensions=max_extensions)
+    chosen = search.chosen[name]
+    if best.value != chosen:
+        raise RuntimeError(f"{name}: kept {best.value!r} but the search chose {chosen!r}")
+    table = pd.DataFrame([{"value": point[0], "ndcg@10": score} for point, score in search.scores.items()])
+    return Fitted(best.method, {name: chosen}, table, search)
+
+
+def log_span_days(events: pd.DataFrame) -> float:
+    """Days from the first to the last event, rounded up (at least 1): no window is longer."""
+    span = (events["timestamp"].max() - events["timestamp"].min()) / pd.Timedelta(days=1)
+    return float(max(1, math.ceil(span)))
 
 
 def fit_classical(train_events: pd.DataFrame, encoders: Encoders, val: EvalTasks, grid: ClassicalGrid, *,
-                  ease_items: tuple[int, int], chunk_size: int = 256) -> tuple[dict[str, Fitted], dict[str, str]]:
+                  ease_memory_gb: float, max_extensions: int = 3,
+                  chunk_size: int = 256) -> tuple[dict[str, Fitted], dict[str, str]]:
     """Popularity, recent popularity, item-kNN and EASE, each tuned on ``val`` by NDCG@10; and what was skipped, why.
 
-    grid: the values tried (all-time popularity is always one of them);
-    ease_items: ``(max_items, top_items)``: above ``max_items`` item codes, EASE is fitted on the
-    ``top_items`` most popular items; chunk_size: validation tasks scored at once (full ranking
-    holds ``chunk_size x n_items`` scores).
+    grid: the starting values; a best value on an edge that is not a natural bound (a window of the
+    whole log, no shrinkage) extends its grid, at most ``max_extensions`` times
+    (:func:`~metarec_ref.runtime.bracketed_grid_search`). Windows longer than the log are cut to its
+    span. ease_memory_gb: memory for EASE's dense inverse; a larger catalogue is fitted on its most
+    popular items that fit (:func:`~metarec_ref.eval.ease.ease_items_within`). chunk_size: validation
+    tasks scored at once (full ranking holds ``chunk_size x n_items`` scores).
     """
-    def tune(methods: dict, values: list):
-        return tune_hyperparameter(methods.__getitem__, values, val, "ndcg@10", chunk_size=chunk_size)
-
+    tune = partial(_tune_one, val=val, max_extensions=max_extensions, chunk_size=chunk_size)
     fitted, skipped = {}, {}
-    windows = list(dict.fromkeys([*grid.window_days, None]))
-    recent = {w: RecentPopularity.fit(train_events, encoders, window_days=w) for w in windows}
-    fitted["popularity"] = Fitted(recent[None], {"window_days": "all time"})
-    best = tune(recent, [w for w in windows if w is not None] or [None])
-    fitted["recent popularity"] = Fitted(best.method, {"window_days": best.value}, best.table)
-    knn = ItemKNN.fit_grid(train_events, encoders, shrinkages=list(grid.shrinkage))
-    best = tune(knn, list(knn))
-    fitted["item-kNN"] = Fitted(best.method, {"shrinkage": best.value, "neighbours": DEFAULT_NEIGHBORS}, best.table)
-    n_items, (ease_max_items, ease_top_items) = encoders.spec.n_items, ease_items
-    top_items = None if ease_fits(n_items, ease_max_items) else ease_top_items
-    ease = EASE.fit_grid(train_events, encoders, lambdas=list(grid.ease_lambda), top_items=top_items)
-    best = tune(ease, list(ease))
+    fitted["popularity"] = Fitted(RecentPopularity.fit(train_events, encoders, window_days=None),
+                                  {"window_days": "all time"})
+    span = log_span_days(train_events)
+    windows = sorted({min(float(w), span) for w in grid.window_days if w is not None}) or [span]
+    fitted["recent popularity"] = tune(
+        "window_days", windows, lambda w: RecentPopularity.fit(train_events, encoders, window_days=w),
+        bounds=(0.0, span))
+    inter = sparse_interactions(train_events, encoders)
+    shrinkages = sorted(set(grid.shrinkage))
+    knn = tune("shrinkage", shrinkages, lambda s: ItemKNN.from_cooccurrence(inter, s),
+               bounds=(0.0, None), made=ItemKNN.grid_from_cooccurrence(inter, shrinkages))  # one shared pass
+    knn.chosen["neighbours"] = DEFAULT_NEIGHBORS
+    fitted["item-kNN"] = knn
+    n_items, fits = encoders.spec.n_items, ease_items_within(ease_memory_gb)
+    top_items = None if n_items <= fits else fits
+    max_items = max(fits, 1)
     name = "EASE" if top_items is None else f"EASE (top {top_items:,} items)"
-    fitted[name] = Fitted(best.method, {"lambda": best.value}, best.table)
+    fitted[name] = tune("lambda", sorted(set(grid.ease_lambda)),
+                        lambda lam: EASE.grid_from_interactions(inter, [lam], top_items=top_items,
+                                                                max_items=max_items)[lam],
+                        bounds=(0.0, None))
     if top_items is not None:
         skipped["EASE on the whole catalogue"] = (
-            f"{n_items:,} item codes exceed EASE_MAX_ITEMS = {ease_max_items:,} (its dense inverse would need "
-            f"{ease_memory_gb(n_items):.1f} GB); fitted on the {top_items:,} most popular items instead")
+            f"{n_items:,} item codes: its dense inverse would need {ease_memory_gb_of(n_items):.1f} GB, above "
+            f"EASE_MEMORY_GB = {ease_memory_gb:g}; fitted on the {top_items:,} most popular items instead")
     return fitted, skipped
 
 
@@ -132,32 +197,40 @@ def train_meta_learner(recipe: LearnerRecipe, train_batch: TaskBatch, val_batch:
 
 
 def tune_meta_learner(recipe: LearnerRecipe, train_batch: TaskBatch, val_batch: TaskBatch,
-                      points: Sequence[tuple[float, int]], *, seed: int,
-                      max_grid_points: int | None = None) -> Fitted:
-    """Grid over ``points`` = (inner learning rate, inner steps), meta-steps by early stopping, by validation AUC.
+                      grids: dict[str, Sequence], *, seed: int, max_grid_points: int | None = None,
+                      max_extensions: int = 3, max_inner_steps: int | None = None) -> Fitted:
+    """The inner learning rate and steps by validation AUC, meta-steps by early stopping.
 
-    The first ``max_grid_points`` points in grid order run (all when None); the table says which
-    were tried. A count, not a time budget, so the choice does not depend on the machine's load.
+    grids: ``{"inner_lr": [...], "inner_steps": [...]}``; their product runs in order, its first
+    ``max_grid_points`` points when given (a count, not a time budget, so the choice does not
+    depend on the machine's load); then a chosen value on an edge of the values tried extends its
+    grid, at most ``max_extensions`` rounds (one inner step is a natural bound: zero steps is the
+    global model, compared on its own; no extension passes ``max_inner_steps``, a budget cap). The
+    table lists every point tried.
     """
     if max_grid_points is not None and max_grid_points < 1:
         raise ValueError(f"max_grid_points must be None or >= 1, got {max_grid_points!r}")
-    rows, best, best_auc = [], None, -float("inf")
-    for point, (lr, steps) in enumerate(points):
-        if max_grid_points is not None and point >= max_grid_points:
-            rows.append({"inner_lr": lr, "inner_steps": steps, "meta_steps": None, "val_auc": None,
-                         "tried": False})
-            continue
+    rows, best = [], _KeepBest()
+
+    def evaluate(point: dict) -> float:
+        lr, steps = point["inner_lr"], point["inner_steps"]
         learner, history = train_meta_learner(recipe, train_batch, val_batch, inner_lr=lr, inner_steps=steps,
                                               seed=seed)
         auc = validation_metrics(learner, val_batch).get("val_auc", float("nan"))
         evaluated = history.dropna(subset=["val_auc"]) if "val_auc" in history else history.iloc[:0]
         best_step = (int(evaluated.loc[evaluated["val_auc"].idxmax(), "step"]) if len(evaluated)
                      else recipe.outer.meta_steps)
-        rows.append({"inner_lr": lr, "inner_steps": steps, "meta_steps": best_step, "val_auc": auc, "tried": True})
-        if auc > best_auc or best is None:
-            best, best_auc = learner, auc
-            chosen = {"inner_lr": lr, "inner_steps": steps, "meta_steps": best_step}
-    return Fitted(best, chosen, pd.DataFrame(rows))
+        rows.append({"inner_lr": lr, "inner_steps": steps, "meta_steps": best_step, "val_auc": auc})
+        return best.offer((lr, steps, best_step), learner, -math.inf if math.isnan(auc) else auc)
+
+    search = bracketed_grid_search({"inner_lr": list(grids["inner_lr"]), "inner_steps": list(grids["inner_steps"])},
+                                   evaluate, natural_bounds={"inner_lr": (0.0, None), "inner_steps": (1, max_inner_steps)},
+                                   max_extensions=max_extensions, max_points=max_grid_points)
+    lr, steps, meta_steps = best.value
+    if (lr, steps) != (search.chosen["inner_lr"], search.chosen["inner_steps"]):
+        raise RuntimeError(f"kept {(lr, steps)} but the search chose {search.chosen}")
+    chosen = {"inner_lr": lr, "inner_steps": steps, "meta_steps": meta_steps}
+    return Fitted(best.method, chosen, pd.DataFrame(rows), search)
 
 
 @dataclass
@@ -204,6 +277,7 @@ __all__ = [
     "fit_classical",
     "fit_global_model",
     "item_item_setup",
+    "log_span_days",
     "item_item_tasks",
     "train_item_item",
     "train_meta_learner",

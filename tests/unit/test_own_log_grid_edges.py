@@ -1,31 +1,87 @@
-"""The own-log recipe reports every tuned value that sits on an edge of its grid."""
+"""The own-log recipe extends a grid whose best value sits on an edge, and says where each value ended."""
 
 from __future__ import annotations
 
-import pandas as pd
+import math
+
 import pytest
 
-from metarec_ref.recipes import OwnLogConfig
-from metarec_ref.recipes.own_log import tuned_grid_edges
-from metarec_ref.recipes.own_log_methods import Fitted
-from metarec_ref.runtime import GridEdgeWarning
+from metarec_ref.data import Encoders, generate
+from metarec_ref.eval import EvalTasks
+from metarec_ref.recipes import ClassicalGrid
+from metarec_ref.recipes.own_log import grid_edges_of, tuning_rows
+from metarec_ref.recipes.own_log_methods import fit_classical, log_span_days
+from metarec_ref.runtime import GridEdgeWarning, bracketed_grid_search
 
 
-def test_edges_are_listed_and_inside_values_are_not():
-    config = OwnLogConfig()
-    classical = {
-        "popularity": Fitted(None, {"window_days": "all time"}),  # nothing tuned
-        "item-kNN": Fitted(None, {"shrinkage": 0.0}, pd.DataFrame({"value": [0.0, 5.0, 20.0]})),  # natural bound
-        "EASE": Fitted(None, {"lambda": 5000.0}, pd.DataFrame({"value": [50.0, 1000.0, 5000.0]})),  # upper edge
-    }
-    grid = pd.DataFrame({"inner_lr": [0.01, 0.1, 1.0, 1.0], "inner_steps": [1, 3, 3, 5],
-                         "tried": [True, True, True, False]})
-    tuned = {"maml": Fitted(None, {"inner_lr": 0.1, "inner_steps": 3}, grid)}  # 3 is the largest *tried*
-    tuning = {"fine-tune": {"steps": 3, "lr": 0.003}}
+def _search(grids, evaluate, **bounds):
+    return bracketed_grid_search(grids, evaluate, natural_bounds=bounds, max_extensions=3)
+
+
+def test_tuning_rows_say_where_each_value_ended():
+    import pandas as pd
+
+    rows = []
+    # optimum at 3000, above the starting grid: one value added (10000 is worse), 1000 ends inside
+    rows += tuning_rows("EASE", _search({"lambda": [10.0, 100.0, 1000.0]}, lambda p: -abs(math.log(p["lambda"] / 3000))))
+    # optimum beyond three extensions: still on the upper edge
+    rows += tuning_rows("item-kNN", _search({"shrinkage": [1.0, 10.0]}, lambda p: p["shrinkage"]))
+    # best at a natural bound (no shrinkage) and at a budget cap (10 inner steps)
+    rows += tuning_rows("kNN", _search({"shrinkage": [0.0, 5.0]}, lambda p: -p["shrinkage"], shrinkage=(0.0, None)))
+    rows += tuning_rows("MAML", _search({"inner_steps": [1, 3, 5]}, lambda p: p["inner_steps"],
+                                        inner_steps=(1, 10)), caps={"inner_steps": 10})
+    rows += tuning_rows("one", _search({"lr": [0.1]}, lambda p: 1.0))
+    table = pd.DataFrame(rows)
+    assert list(table["chosen"]) == ["1000", "10000", "0", "10", "0.1"]
+    assert list(table["starting grid"]) == ["10, 100, 1000", "1, 10", "0, 5", "1, 3, 5", "0.1"]
+    assert list(table["added"]) == ["10000", "100, 1000, 10000", "-", "8, 10", "-"]
+    assert list(table["chosen value is"]) == [
+        "inside", "upper edge, not bracketed", "natural bound", "at its budget cap, not bracketed",
+        "one value tried, not bracketed"]
     with pytest.warns(GridEdgeWarning):
-        edges = tuned_grid_edges(config, tuning, tuned, classical, [1, 3, 5])
-    assert edges == [
-        "EASE: lambda = 5000.0 is the upper end of [50.0, 1000.0, 5000.0]",
-        "MAML: inner_steps = 3 is the upper end of [1, 3]",
-        "fine-tune: lr = 0.003 is the lower end of [0.003, 0.01, 0.03, 0.1, 0.3, 1.0]",
-    ]
+        edges = grid_edges_of(table)
+    assert [e.split(":")[0] for e in edges] == ["item-kNN", "MAML", "one"]
+
+
+@pytest.fixture(scope="module")
+def shop():
+    from metarec_ref.data import EvidenceNeeds, ProtocolSplit, choose_protocol
+
+    events = generate(n_users=600, n_items=150, n_interactions=12000, initial_users=0.3, seed=3).events
+    choice = choose_protocol(events, k_support=3, n_query=5, protocol="held_out_users",
+                             split=ProtocolSplit(seed=0), needs=EvidenceNeeds(min_val_tasks=20, min_test_tasks=20))
+    encoders = Encoders.fit(events)
+    val = EvalTasks.from_tasks(choice.build_tasks(seed=0)["valid"], encoders, "cpu")
+    return choice.parts.train, encoders, val
+
+
+def test_fit_classical_extends_a_grid_whose_optimum_lies_outside_it(shop):
+    train, encoders, val = shop
+    # EASE's starting lambdas are far too small and the window longer than the log
+    grid = ClassicalGrid(shrinkage=(0.0, 5.0), ease_lambda=(0.01, 0.1), window_days=(2000.0,))
+    fitted, skipped = fit_classical(train, encoders, val, grid, ease_memory_gb=1.0, max_extensions=3)
+    ease = fitted["EASE"]
+    assert ease.search.extended["lambda"] == [1.0, 10.0, 100.0][:len(ease.search.extended["lambda"])]
+    assert ease.search.extended["lambda"] and ease.chosen["lambda"] > 0.1
+    scores = dict(zip(ease.grid["value"], ease.grid["ndcg@10"]))
+    assert scores[ease.chosen["lambda"]] == max(scores.values())
+    # the kept method is the chosen one: its validation score is the table's
+    from metarec_ref.recipes.own_log_methods import _validation_ndcg
+
+    assert _validation_ndcg(ease.method, val, 256) == pytest.approx(scores[ease.chosen["lambda"]])
+    recent = fitted["recent popularity"]
+    assert recent.search.start["window_days"] == [log_span_days(train)]  # cut to the log's span
+    assert tuning_rows("recent popularity", recent.search)[0]["chosen value is"] == "natural bound"
+    assert skipped == {}
+
+
+def test_ease_is_limited_by_a_memory_budget_not_a_product_count(shop):
+    from metarec_ref.eval.ease import ease_items_within, ease_memory_gb
+
+    train, encoders, val = shop
+    budget = ease_memory_gb(100) * 1.01  # room for 100 of the items
+    assert ease_items_within(budget) == 100
+    grid = ClassicalGrid(shrinkage=(0.0,), ease_lambda=(10.0, 100.0, 1000.0), window_days=(30.0,))
+    fitted, skipped = fit_classical(train, encoders, val, grid, ease_memory_gb=budget, max_extensions=0)
+    assert "EASE (top 100 items)" in fitted and fitted["EASE (top 100 items)"].method.items.numel() == 100
+    assert f"EASE_MEMORY_GB = {budget:g}" in skipped["EASE on the whole catalogue"]

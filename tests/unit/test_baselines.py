@@ -180,3 +180,19 @@ def test_user_mean_and_item_mean():
     assert im.score(None, {"item": torch.tensor([[0, 2]])})[0].tolist() == pytest.approx([17 / 3, 3.0])
     shrunk = ItemMean.fit(batch, n_items=4, prior_weight=1000.0)
     assert shrunk.item_means[0].item() == pytest.approx(float(pool_events(batch)[1].mean()), abs=0.01)
+
+
+def test_tune_fine_tuning_extends_a_learning_rate_grid_that_stops_short(data, trained):
+    from metarec_ref.eval.baselines import tune_fine_tuning
+
+    _, _, val = data
+    model, _, _ = trained
+    # learning rates far too small: the best is the largest, so the grid grows upwards
+    fixed = tune_fine_tuning(model, val, steps_grid=(1, 3), lr_grid=(1e-5, 1e-4))
+    grown = tune_fine_tuning(model, val, steps_grid=(1, 3), lr_grid=(1e-5, 1e-4), max_extensions=3,
+                             steps_bounds=(1, 5))
+    assert fixed.lr == 1e-4 and len(fixed.table) == 4  # without extensions, the grid as given
+    assert grown.search.extended["lr"] and grown.lr > 1e-4
+    assert grown.table["val_loss"].min() < fixed.table["val_loss"].min()
+    assert grown.table.loc[grown.table["val_loss"].idxmin(), "lr"] == grown.lr
+    assert max(grown.search.final["steps"]) <= 5  # the cap holds

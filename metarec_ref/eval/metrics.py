@@ -119,7 +119,7 @@ def _check_ranking_inputs(scores: Tensor, relevant: Tensor, candidates: Tensor |
         raise ValueError(f"k must be a positive int, got {k!r}")
     scores, relevant, candidates = _check_inputs(scores, relevant, candidates)
     relevant = relevant.to(torch.bool)
-    if torch.isnan(scores[candidates]).any():
+    if (torch.isnan(scores) & candidates).any():
         raise ValueError("scores contain NaN on candidate items; the model diverged")
     return scores, relevant & candidates, candidates
 

@@ -84,8 +84,8 @@ class OwnLogConfig:
     outer_lr: float = 3e-3
     fine_tune_lr_grid: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
     global_epochs: int = 2
-    shrinkage_grid: tuple[float, ...] = (0.0, 5.0, 20.0, 100.0)
-    ease_lambdas: tuple[float, ...] = (10.0, 50.0, 200.0, 1000.0, 5000.0)
+    shrinkage_grid: tuple[float, ...] = (0.0, 10.0, 100.0, 1000.0)  # one pass over the co-occurrences
+    ease_lambdas: tuple[float, ...] = (10.0, 100.0, 1000.0, 10000.0)  # one inverse each
     window_days: tuple[float, ...] = (7, 30, 90, 365)
     # Memory for EASE's dense inverse (None: default_ease_memory_gb(), from this machine's memory);
     # a larger catalogue is fitted on the most popular items that fit.

@@ -88,11 +88,11 @@ def _validation_ndcg(method, val: EvalTasks, chunk_size: int) -> float:
 
 
 def _tune_one(name: str, values: Sequence, make, val: EvalTasks, *, bounds: tuple, max_extensions: int,
-              chunk_size: int, made: dict | None = None) -> Fitted:
+              chunk_size: int, made: dict | None = None, invalid: tuple = ()) -> Fitted:
     """One hyperparameter tuned by validation NDCG@10, its grid extended until the best value is inside.
 
-    make(value) builds the method (a NaN score when it fails with ValueError, e.g. an EASE lambda
-    too small to invert); made: methods already built for some values (a shared pass), used first.
+    make(value) builds the method; a value whose build raises one of ``invalid`` scores NaN (an EASE
+    lambda too small to invert); made: methods already built for some values (a shared pass), used first.
     """
     made, best = dict(made or {}), _KeepBest()
 
@@ -100,7 +100,7 @@ def _tune_one(name: str, values: Sequence, make, val: EvalTasks, *, bounds: tupl
         value = point[name]
         try:
             method = made.pop(value) if value in made else make(value)
-        except ValueError:
+        except invalid:
             return math.nan
         return best.offer(value, method, _validation_ndcg(method, val, chunk_size))
 
@@ -153,7 +153,7 @@ def fit_classical(train_events: pd.DataFrame, encoders: Encoders, val: EvalTasks
     fitted[name] = tune("lambda", sorted(set(grid.ease_lambda)),
                         lambda lam: EASE.grid_from_interactions(inter, [lam], top_items=top_items,
                                                                 max_items=max_items)[lam],
-                        bounds=(0.0, None))
+                        bounds=(0.0, None), invalid=(ValueError,))
     if top_items is not None:
         skipped["EASE on the whole catalogue"] = (
             f"{n_items:,} item codes: its dense inverse would need {ease_memory_gb_of(n_items):.1f} GB, above "

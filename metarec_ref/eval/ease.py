@@ -163,5 +163,15 @@ def _dense_gram(inter: Interactions) -> Tensor:
     return gram
 
 
-__all__ = ["EASE", "EASE_FLOAT64_ITEMS", "EASE_DEFAULT_MAX_GB", "EASE_MAX_ITEMS", "EASE_MEMORY_SHARE", "default_ease_memory_gb", "ease_fits",
-           "ease_items_within", "ease_memory_gb", "machine_memory_gb"]
+__all__ = [
+    "EASE",
+    "EASE_DEFAULT_MAX_GB",
+    "EASE_FLOAT64_ITEMS",
+    "EASE_MAX_ITEMS",
+    "EASE_MEMORY_SHARE",
+    "default_ease_memory_gb",
+    "ease_fits",
+    "ease_items_within",
+    "ease_memory_gb",
+    "machine_memory_gb",
+]

@@ -323,7 +323,8 @@ def run_own_log(events: pd.DataFrame, config: OwnLogConfig | None = None,
                                              max_inner_steps=config.max_inner_steps)
         result.tuning[LEARNER_NAMES[algorithm]] = {**tuned[algorithm].chosen,
                                                    "grid points tried": len(tuned[algorithm].grid)}
-        rows += tuning_rows(LEARNER_NAMES[algorithm], tuned[algorithm].search, {"inner_steps": config.max_inner_steps})
+        rows += tuning_rows(LEARNER_NAMES[algorithm], tuned[algorithm].search,
+                            {"inner_steps": config.max_inner_steps})
         rows.append(meta_steps_row(LEARNER_NAMES[algorithm], tuned[algorithm].chosen["meta_steps"], outer))
     lap("meta-learner tuning")
     # Fine-tuning's grid holds every learner's chosen inner steps: the same adaptation budget.
@@ -396,4 +397,13 @@ def run_own_log(events: pd.DataFrame, config: OwnLogConfig | None = None,
     return result
 
 
-__all__ = ["OwnLogConfig", "OwnLogResult", "RANKING_CELLS_MB", "grid_edges_of", "run_own_log", "tuning_rows", "verdict_table"]
+__all__ = [
+    "OwnLogConfig",
+    "OwnLogResult",
+    "RANKING_CELLS_MB",
+    "grid_edges_of",
+    "meta_steps_row",
+    "run_own_log",
+    "tuning_rows",
+    "verdict_table",
+]

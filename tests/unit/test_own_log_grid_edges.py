@@ -85,3 +85,16 @@ def test_ease_is_limited_by_a_memory_budget_not_a_product_count(shop):
     fitted, skipped = fit_classical(train, encoders, val, grid, ease_memory_gb=budget, max_extensions=0)
     assert "EASE (top 100 items)" in fitted and fitted["EASE (top 100 items)"].method.items.numel() == 100
     assert f"EASE_MEMORY_GB = {budget:g}" in skipped["EASE on the whole catalogue"]
+
+
+def test_ease_items_within_is_the_largest_catalogue_that_fits():
+    from metarec_ref.eval.ease import EASE_FLOAT64_ITEMS, default_ease_memory_gb, ease_items_within, ease_memory_gb
+
+    for budget in (0.01, 0.2, 0.27, 0.5, 1.0, 1.5):
+        n = ease_items_within(budget)
+        assert ease_memory_gb(n) <= budget < ease_memory_gb(n + 1) or n == EASE_FLOAT64_ITEMS
+    # above EASE_FLOAT64_ITEMS the inverse is float32: 5,000 items need 0.2 GB, 4,096 in float64 0.27
+    assert ease_items_within(0.2) == 5000
+    assert 0 < default_ease_memory_gb() <= 0.5
+    with pytest.raises(ValueError, match="memory_gb"):
+        ease_items_within(0.0)

@@ -250,8 +250,9 @@ def tune_fine_tuning(
     ``max_extensions``: rounds of :func:`~metarec_ref.runtime.bracketed_grid_search` that extend a
     grid whose chosen value sits on an edge (0: the grid as given). ``steps_bounds``: the steps no
     extension goes beyond: below, 0 (no fine-tuning) or 1 where zero steps is compared on its own as
-    the global model; above, None or a budget cap. ``warn_on_edge``: a name for a :class:`~metarec_ref.runtime.GridEdgeWarning` when a
-    chosen value still sits on an edge (with 0 steps the learning rate is unused).
+    the global model; above, None or a budget cap. ``warn_on_edge``: a name for a
+    :class:`~metarec_ref.runtime.GridEdgeWarning` when a chosen value still sits on an edge (with 0
+    steps the learning rate is unused).
     """
     def evaluate(point: dict) -> float:
         method = FineTune(model, steps=point["steps"], lr=point["lr"], adapt=adapt, loss_fn=loss_fn)
@@ -261,7 +262,8 @@ def tune_fine_tuning(
     search = bracketed_grid_search({"steps": list(steps_grid), "lr": list(lr_grid)}, evaluate,
                                    natural_bounds={"steps": steps_bounds, "lr": (0.0, None)},
                                    max_extensions=max_extensions)
-    table = pd.DataFrame([{"steps": steps, "lr": lr, "val_loss": -score} for (steps, lr), score in search.scores.items()])
+    table = pd.DataFrame([{"steps": steps, "lr": lr, "val_loss": -score}
+                          for (steps, lr), score in search.scores.items()])
     steps, lr = int(search.chosen["steps"]), float(search.chosen["lr"])
     if steps == 0:
         search.edges["lr"] = None  # unused without a step

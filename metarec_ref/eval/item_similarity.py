@@ -158,8 +158,7 @@ def interaction_gram_blocks(interactions: Interactions) -> Iterator[tuple[int, i
         yield start, stop, interactions.gram_rows(start, stop)
 
 
-def _top_per_row(rows: np.ndarray, cols: np.ndarray, sims: np.ndarray, lengths: np.ndarray,
-                 neighbors: int) -> np.ndarray:
+def _top_per_row(rows: np.ndarray, sims: np.ndarray, lengths: np.ndarray, neighbors: int) -> np.ndarray:
     """Which entries to keep: every entry of rows with at most ``neighbors`` entries, and the
     ``neighbors`` largest (ties: lower column) of longer rows. ``rows`` are block-local and sorted,
     columns ascending within a row, similarities non-negative.
@@ -234,7 +233,7 @@ def topk_similarity(
         for part, shrinkage in zip(parts, shrinkages):
             sims = (gram / np.maximum(outer + shrinkage, 1e-12)).astype(np.float32)
             keep = np.ones(len(rows), dtype=bool) if neighbors is None else _top_per_row(
-                rows, cols, sims, lengths, neighbors)
+                rows, sims, lengths, neighbors)
             # int32 codes halve what the kept parts hold until they are assembled.
             part.append(((rows[keep] + start).astype(np.int32), cols[keep].astype(np.int32), sims[keep]))
     return [_assemble(part, n_items) for part in parts]

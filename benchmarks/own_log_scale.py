@@ -23,15 +23,17 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = {"household_key": "user_id", "PRODUCT_ID": "item_id", "DAY": "timestamp", "BASKET_ID": "session_id",
            "QUANTITY": "quantity", "SALES_VALUE": "price"}
 
 
-def write_panel(path: Path, n_events: int, n_items: int, n_households: int, seed: int = 0) -> dict:
+def panel_frame(rng: np.random.Generator, n_events: int, n_items: int, n_households: int,
+                first_household: int = 0) -> pd.DataFrame:
     """Households with a taste for one of 50 product segments, shopping in baskets all year."""
-    rng = np.random.default_rng(seed)
     lengths = rng.multinomial(n_events, rng.dirichlet(np.full(n_households, 2.0)))
     household = np.repeat(np.arange(n_households), lengths)
     segments, per_segment = 50, n_items // 50
@@ -46,14 +48,38 @@ def write_panel(path: Path, n_events: int, n_items: int, n_households: int, seed
     _, basket = np.unique(basket, return_inverse=True)
     day = rng.integers(0, 365, size=basket.max() + 1)[basket]
     quantity = np.where(rng.random(n_events) < 0.01, -1, 1 + rng.poisson(0.5, size=n_events))
-    frame = pd.DataFrame({
-        "household_key": household, "BASKET_ID": basket, "PRODUCT_ID": items,
-        "DAY": pd.Timestamp("2024-01-01") + pd.to_timedelta(day, unit="D"),
+    return pd.DataFrame({
+        "household_key": household + first_household, "BASKET_ID": basket + first_household * n_events,
+        "PRODUCT_ID": items, "DAY": pd.Timestamp("2024-01-01") + pd.to_timedelta(day, unit="D"),
         "QUANTITY": quantity, "SALES_VALUE": np.round(quantity * rng.uniform(0.5, 9.0, size=n_events), 2),
     }).sort_values(["DAY", "BASKET_ID"], kind="stable")
-    frame.to_csv(path, index=False, compression="gzip")
-    return {"events": n_events, "products": int(len(np.unique(items))), "households": n_households,
-            "returns": int((quantity <= 0).sum())}
+
+
+def write_panel(path: Path, n_events: int, n_items: int, n_households: int, seed: int = 0,
+                households_per_part: int = 2500) -> dict:
+    """The panel as gzip CSV (one frame) or Parquet (one row group per ``households_per_part``).
+
+    Parquet is written part by part, so a log larger than memory can be made; each part draws its
+    households' events from the same process.
+    """
+    if path.suffix != ".parquet":
+        frame = panel_frame(np.random.default_rng(seed), n_events, n_items, n_households)
+        frame.to_csv(path, index=False, compression="gzip")
+        return {"events": n_events, "products": int(frame["PRODUCT_ID"].nunique()), "households": n_households,
+                "returns": int((frame["QUANTITY"] <= 0).sum())}
+    seen, returns, writer = np.zeros(n_items, dtype=bool), 0, None
+    starts = range(0, n_households, households_per_part)
+    for part, first in enumerate(starts):
+        households = min(households_per_part, n_households - first)
+        events = n_events * (first + households) // n_households - n_events * first // n_households
+        frame = panel_frame(np.random.default_rng([seed, part]), events, n_items, households, first)
+        seen[frame["PRODUCT_ID"].to_numpy()] = True
+        returns += int((frame["QUANTITY"] <= 0).sum())
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        writer = writer or pq.ParquetWriter(path, table.schema)
+        writer.write_table(table)
+    writer.close()
+    return {"events": n_events, "products": int(seen.sum()), "households": n_households, "returns": returns}
 
 
 def main() -> None:

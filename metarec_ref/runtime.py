@@ -1,5 +1,5 @@
-"""Runtime helpers any layer may use: seeding, device choice, quiet progress bars, peak memory,
-and a warning when a tuned value lands on the edge of its grid."""
+"""Runtime helpers any layer may use: seeding, device choice, quiet progress bars, memory (the
+machine's, this process's peak), and grid searches that extend a grid whose best value is on its edge."""
 
 from __future__ import annotations
 
@@ -55,6 +55,11 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 def progress_disabled() -> bool:
     """True when progress bars should stay silent (tests, nbval, CI)."""
     return os.environ.get("METAREC_QUIET", "0") not in ("", "0", "false", "False")
+
+
+def machine_memory_gb() -> float:
+    """This machine's physical memory in GB."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
 
 
 def peak_rss_mb() -> float:
@@ -226,6 +231,7 @@ __all__ = [
     "grid_edge",
     "warn_if_on_grid_edge",
     "default_device",
+    "machine_memory_gb",
     "peak_rss_mb",
     "progress_disabled",
     "resolve_device",

@@ -1,5 +1,6 @@
-"""Event logs to tasks: schema and validation, encoders, loaders, fetching Online Retail, synthetic shops, splits,
-protocols, tasks and negatives, sessions, task files, log statistics and profiles.
+"""Event logs to tasks: schema and validation, encoders, loaders (and user samples of logs larger than
+memory), fetching Online Retail, synthetic shops, splits, protocols, tasks and negatives, sessions, task
+files, log statistics and profiles.
 
 This face holds what a chapter, a benchmark or a reader uses; the modules hold the rest
 (``data.schema``: validation's helpers; ``data.fetch``: the Online Retail cache; ``data.evidence``:
@@ -19,6 +20,7 @@ from metarec_ref.data.logstats import (
     top_share,
 )
 from metarec_ref.data.negatives import NegativeSampling
+from metarec_ref.data.out_of_core import load_user_sample
 from metarec_ref.data.protocols import (
     PROTOCOLS,
     ProtocolSplit,
@@ -88,6 +90,7 @@ __all__ = [
     "load_events",
     "load_online_retail",
     "load_tasks",
+    "load_user_sample",
     "popularity_curve",
     "preference_tasks",
     "profile_log",

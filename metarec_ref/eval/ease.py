@@ -8,7 +8,6 @@ fit it on the ``top_items`` most popular ones (:func:`ease_fits`, :func:`ease_me
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,6 +17,7 @@ from torch import Tensor
 from metarec_ref.data.encoders import Encoders
 from metarec_ref.eval.classical import EventsLike, ItemItemMethod, sparse_interactions
 from metarec_ref.eval.item_similarity import Interactions
+from metarec_ref.runtime import machine_memory_gb
 
 # EASE inverts a dense (n, n) matrix: float32 above EASE_FLOAT64_ITEMS (float64 below), refused
 # above EASE_MAX_ITEMS (two float32 copies at 15,000 items: 1.8 GB).
@@ -126,11 +126,6 @@ EASE_MEMORY_SHARE = 1 / 128
 EASE_DEFAULT_MAX_GB = 0.5
 
 
-def machine_memory_gb() -> float:
-    """This machine's physical memory in GB."""
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
-
-
 def default_ease_memory_gb() -> float:
     """EASE's memory budget when none is given: a 128th of the machine's memory, at most 0.5 GB
     (0.19 GB, about 4,900 items, on a 24 GB machine).
@@ -173,5 +168,4 @@ __all__ = [
     "ease_fits",
     "ease_items_within",
     "ease_memory_gb",
-    "machine_memory_gb",
 ]

@@ -1,11 +1,18 @@
-"""Chapter 8 on a reader-sized log: 1.5M purchases of 2,500 households over about 70,000 products in a year.
+"""Chapter 8 on a reader-sized log: 1.5M purchases of 2,500 households over about 70,000 products in a year,
+then on Parquet logs of 1.5M, 15M and 100M purchases read out of core.
 
 Writes the log as a gzip-compressed CSV in a foreign layout (baskets, quantities), runs the README's
 own-data command on it (papermill, default parameters), and measures the wall time and the peak
-memory of the kernel that ran the chapter (the pinned-numerics kernel: one thread). Prints
-progress, then one JSON line, with the tuned values left on a grid edge and EASE's item count.
+memory of the kernel that ran the chapter. Then, for each size in ``--out-of-core``, writes the same
+kind of panel as Parquet (600 lines per household, part by part, so it need not fit in memory) and
+runs the chapter on it with ``-p MAX_USERS 2500``: DuckDB counts the whole log and the chapter
+analyses a random sample of 2,500 households. The kernel is the pinned one (one thread) unless
+``METAREC_NUMERICS=native`` is set. Prints progress, then one JSON line: the in-memory run (stages,
+tuned values left on a grid edge, EASE's item count) and, under ``out_of_core``, events, seconds
+and peak memory per size.
 
     python benchmarks/own_log_scale.py [--events 1500000] [--items 75000] [--households 2500]
+                                       [--out-of-core 1500000,15000000,100000000] [--max-users 2500]
 """
 
 from __future__ import annotations
@@ -13,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -82,41 +88,74 @@ def write_panel(path: Path, n_events: int, n_items: int, n_households: int, seed
     return {"events": n_events, "products": int(seen.sum()), "households": n_households, "returns": returns}
 
 
+def run_chapter(data: Path, out: Path, *parameters: str) -> tuple[float, float, dict]:
+    """The README's own-data command on ``data`` with extra ``-p`` parameters: seconds, the kernel's
+    peak memory in MB (measured in a wrapper process of its own, so each run has its own peak) and
+    the chapter's glued values."""
+    mapping = json.dumps({"COLUMNS": COLUMNS, "EVENT_MAP": {}})
+    command = [str(Path(sys.executable).parent / "papermill"), "notebooks/08_your_data.ipynb", str(out),
+               "-k", "python3", "-p", "DATA_PATH", str(data), "-p", "DROP_RETURNS", "True", *parameters,
+               "-y", mapping]
+    wrapper = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:]); "
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(done.returncode)")
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", wrapper, *command], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "METAREC_QUIET": "1"})
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        print(done.stderr[-4000:], file=sys.stderr)
+        raise SystemExit(f"the chapter failed on {data.name} with exit status {done.returncode}")
+    peak_mb = int(done.stdout.strip().splitlines()[-1]) / 1024  # the largest child of the wrapper: the kernel
+    sys.path.insert(0, str(ROOT))
+    from tests.notebooks.harness import glued_values
+
+    return seconds, peak_mb, glued_values(nbformat.read(out, as_version=4))
+
+
+def out_of_core_run(work: Path, n_events: int, n_items: int, max_users: int) -> dict:
+    """A Parquet panel of ``n_events`` (600 lines per household), read by the chapter with MAX_USERS."""
+    data = work / f"panel_{n_events}.parquet"
+    start = time.perf_counter()
+    made = write_panel(data, n_events, n_items, max(max_users, n_events // 600))
+    print(f"wrote {made} to {data} in {time.perf_counter() - start:.0f} s", flush=True)
+    seconds, peak_mb, glued = run_chapter(data, work / f"result_{n_events}.ipynb", "-p", "MAX_USERS", str(max_users))
+    parquet_gb = round(data.stat().st_size / 1e9, 2)
+    data.unlink()
+    return {"events": n_events, "households": made["households"], "parquet_gb": parquet_gb,
+            "users_read": glued.get("own_sampled_users"), "events_read": glued.get("own_events"),
+            "chapter_seconds": round(seconds, 1), "kernel_peak_rss_mb": round(peak_mb),
+            "verdict": glued.get("own_verdict_sentence")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_500_000)
     parser.add_argument("--items", type=int, default=75_000)
     parser.add_argument("--households", type=int, default=2_500)
+    parser.add_argument("--out-of-core", default="1500000,15000000,100000000",
+                        help="sizes of the Parquet panels read with MAX_USERS (comma-separated; '' for none)")
+    parser.add_argument("--max-users", type=int, default=2_500)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp())
     data = work / "panel.csv.gz"
     start = time.perf_counter()
     made = write_panel(data, args.events, args.items, args.households)
     print(f"wrote {made} to {data} in {time.perf_counter() - start:.0f} s", flush=True)
-    out = work / "result.ipynb"
-    mapping = json.dumps({"COLUMNS": COLUMNS, "EVENT_MAP": {}})
-    command = [str(Path(sys.executable).parent / "papermill"), "notebooks/08_your_data.ipynb", str(out),
-               "-k", "python3", "-p", "DATA_PATH", str(data), "-p", "DROP_RETURNS", "True", "-y", mapping]
-    start = time.perf_counter()
-    done = subprocess.run(command, cwd=ROOT, env={**os.environ, "METAREC_QUIET": "1"}, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest child: the kernel
-    if done.returncode != 0:
-        print(done.stderr[-4000:], file=sys.stderr)
-        raise SystemExit(f"the chapter failed with exit status {done.returncode}")
-    nb = nbformat.read(out, as_version=4)
-    sys.path.insert(0, str(ROOT))
-    from tests.notebooks.harness import glued_values
-
-    glued = glued_values(nb)
+    seconds, peak_mb, glued = run_chapter(data, work / "result.ipynb")
     result = {
         "log": made, "chapter_seconds": round(seconds, 1), "kernel_peak_rss_mb": round(peak_mb),
         "protocol": glued.get("own_protocol"), "enough": glued.get("own_enough"),
         "train_tasks": glued.get("own_train_tasks"), "test_tasks": glued.get("own_test_tasks"),
         "analysis_seconds": round(glued.get("own_seconds", float("nan")), 1), "stage_seconds": glued.get("own_timings"),
         "verdict": glued.get("own_verdict_sentence"), "cpu_threads": os.cpu_count(),
+        "numerics": os.environ.get("METAREC_NUMERICS", "pinned"),
         "grid_edges": glued.get("own_n_grid_edges"), "ease": glued.get("own_ease_name"),
     }
+    print(f"in memory: {seconds:.0f} s, {peak_mb:.0f} MB", flush=True)
+    sizes = [int(float(size)) for size in args.out_of_core.split(",") if size.strip()]
+    result["out_of_core"] = [out_of_core_run(work, n, args.items, args.max_users) for n in sizes]
+    for run in result["out_of_core"]:
+        print(run, flush=True)
     print(json.dumps(result))
 
 

@@ -26,5 +26,7 @@ run residual_meta_cpu "$PY" benchmarks/residual_meta.py
 run residual_meta_synthetic_cpu "$PY" benchmarks/residual_meta.py --synthetic
 run new_products_cpu "$PY" benchmarks/new_products.py
 run own_log_scale_cpu "$PY" benchmarks/own_log_scale.py
+# Which engine reads a log larger than memory (Polars only when installed: pip install polars).
+run out_of_core_engines_cpu env PYTHONPATH=. "$PY" benchmarks/out_of_core_engines.py
 # Chapter 7 at full size (the chapter shows this file beside its own, smaller run).
 run online_retail_chapter_cpu env METAREC_NUMERICS=pinned "$PY" benchmarks/online_retail_chapter.py

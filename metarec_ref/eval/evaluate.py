@@ -31,10 +31,9 @@ from metarec_ref.data.encoders import Encoders
 from metarec_ref.data.tasks import Tasks, build_user_tasks, ranking_targets, to_task_batch
 from metarec_ref.eval.metrics import (
     per_task_auc,
-    per_task_hit_rate,
     per_task_log_loss,
     per_task_mae,
-    per_task_ndcg,
+    per_task_ranking,
     per_task_rmse,
     sample_candidates,
     summarize,
@@ -182,9 +181,8 @@ def per_task_metrics(
             candidates = chunk.candidates
             if n_sampled_negatives:
                 candidates = sample_candidates(candidates, chunk.relevant, n_sampled_negatives, generator)
-            for k in ks:
-                add(f"ndcg@{k}{sampled}", per_task_ndcg(ranked, chunk.relevant, candidates, k=k))
-                add(f"hr@{k}{sampled}", per_task_hit_rate(ranked, chunk.relevant, candidates, k=k))
+            for name, values in per_task_ranking(ranked, chunk.relevant, candidates, ks).items():
+                add(f"{name}{sampled}", values)
     return {name: torch.cat(values) for name, values in parts.items()}
 
 

@@ -114,9 +114,7 @@ def _masked_task_mean(values: Tensor, mask: Tensor) -> Tensor:
     return torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, math.nan))
 
 
-def _check_ranking_inputs(scores: Tensor, relevant: Tensor, candidates: Tensor | None, k: int):
-    if not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive int, got {k!r}")
+def _check_ranking_inputs(scores: Tensor, relevant: Tensor, candidates: Tensor | None):
     scores, relevant, candidates = _check_inputs(scores, relevant, candidates)
     relevant = relevant.to(torch.bool)
     if (torch.isnan(scores) & candidates).any():
@@ -148,6 +146,31 @@ def _relevant_columns(relevant: Tensor) -> tuple[Tensor, Tensor]:
     return columns, relevant.gather(1, columns)
 
 
+@dataclass(frozen=True)
+class _Ranking:
+    """What NDCG and HR read from one sort of a chunk's scores (shared across metrics and k)."""
+
+    relevant: Tensor  # relevant candidates
+    s: Tensor  # scores as float64
+    s_sorted: Tensor  # candidates' scores ascending, others +inf
+    n_cand: Tensor
+    columns: Tensor  # columns covering every task's relevant items
+    is_relevant: Tensor
+
+    @classmethod
+    def of(cls, scores: Tensor, relevant: Tensor, candidates: Tensor | None, ks: Sequence[int]) -> _Ranking:
+        for k in ks:
+            _check_k(k)
+        scores, relevant, candidates = _check_ranking_inputs(scores, relevant, candidates)
+        s, s_sorted, n_cand = _sorted_candidates(scores, candidates)
+        return cls(relevant, s, s_sorted, n_cand, *_relevant_columns(relevant))
+
+
+def _check_k(k) -> None:
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+
+
 def per_task_ndcg(
     scores: Tensor, relevant: Tensor, candidates: Tensor | None = None, k: int = 10
 ) -> Tensor:
@@ -160,14 +183,17 @@ def per_task_ndcg(
     (like ``sklearn.metrics.ndcg_score``), so a constant scorer earns no free credit.
     Tasks without a relevant candidate are NaN.
     """
-    scores, relevant, candidates = _check_ranking_inputs(scores, relevant, candidates, k)
-    s, s_sorted, n_cand = _sorted_candidates(scores, candidates)
-    columns, is_relevant = _relevant_columns(relevant)
+    return _ndcg(_Ranking.of(scores, relevant, candidates, (k,)), k)
+
+
+def _ndcg(r: _Ranking, k: int) -> Tensor:
+    s, s_sorted, n_cand, relevant = r.s, r.s_sorted, r.n_cand, r.relevant
+    columns, is_relevant = r.columns, r.is_relevant
     n_higher, group_size = _rank_counts(s_sorted, n_cand, s.gather(1, columns))
-    n = scores.shape[1]
-    positions = torch.arange(n + 1, dtype=torch.float64, device=scores.device)
+    n = s.shape[1]
+    positions = torch.arange(n + 1, dtype=torch.float64, device=s.device)
     discount = torch.where(positions < k, 1.0 / torch.log2(positions + 2.0), torch.zeros_like(positions))
-    cum = torch.cat([torch.zeros(1, dtype=torch.float64, device=scores.device), discount.cumsum(0)])
+    cum = torch.cat([torch.zeros(1, dtype=torch.float64, device=s.device), discount.cumsum(0)])
     # Expected discount of an item in a tie group spanning ranks [a, a + g): mean over that span.
     a = n_higher.clamp(max=n)
     b = (n_higher + group_size).clamp(max=n)
@@ -189,9 +215,12 @@ def per_task_hit_rate(
     Same inputs as :func:`per_task_ndcg`. A tie group straddling rank k is broken at random
     and the probability of a hit is reported. Tasks without a relevant candidate are NaN.
     """
-    scores, relevant, candidates = _check_ranking_inputs(scores, relevant, candidates, k)
-    s, s_sorted, n_cand = _sorted_candidates(scores, candidates)
-    columns, is_relevant = _relevant_columns(relevant)
+    return _hit_rate(_Ranking.of(scores, relevant, candidates, (k,)), k)
+
+
+def _hit_rate(r: _Ranking, k: int) -> Tensor:
+    s, s_sorted, n_cand, relevant = r.s, r.s_sorted, r.n_cand, r.relevant
+    columns, is_relevant = r.columns, r.is_relevant
     values = s.gather(1, columns)
     n_higher, group_size = _rank_counts(s_sorted, n_cand, values)
     surely_in = is_relevant & (n_higher + group_size <= k)
@@ -211,6 +240,22 @@ def per_task_hit_rate(
     p_miss = torch.where(r > 0, p_miss, torch.ones_like(p_miss))
     hit = torch.where(surely_in.any(1), torch.ones_like(p_miss), 1.0 - p_miss)
     return torch.where(relevant.any(1), hit, torch.full_like(hit, math.nan))
+
+
+def per_task_ranking(
+    scores: Tensor, relevant: Tensor, candidates: Tensor | None = None, ks: Sequence[int] = (10,)
+) -> dict[str, Tensor]:
+    """``ndcg@k`` and ``hr@k`` per task for every k in ``ks``, from one sort of the scores.
+
+    The same values as :func:`per_task_ndcg` and :func:`per_task_hit_rate` (same inputs), at the
+    cost of one full ranking instead of one per metric and k.
+    """
+    ranking = _Ranking.of(scores, relevant, candidates, ks)
+    out = {}
+    for k in ks:
+        out[f"ndcg@{k}"] = _ndcg(ranking, k)
+        out[f"hr@{k}"] = _hit_rate(ranking, k)
+    return out
 
 
 def sample_candidates(
@@ -369,6 +414,7 @@ __all__ = [
     "per_task_log_loss",
     "per_task_mae",
     "per_task_ndcg",
+    "per_task_ranking",
     "per_task_rmse",
     "sample_candidates",
     "summarize",

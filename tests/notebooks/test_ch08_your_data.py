@@ -89,3 +89,31 @@ def test_online_retail(tmp_path):
     assert values["own_enough"] is expected.enough
     if expected.enough:
         assert values["own_comparisons"] == 4
+
+
+@pytest.mark.slow
+def test_parquet_log_read_out_of_core_with_a_user_sample(tmp_path):
+    import warnings
+
+    import pandas as pd
+
+    from metarec_ref.data import load_user_sample
+
+    raw = tmp_path / "panel.csv.gz"
+    made = write_purchase_panel(raw, n_households=2400)
+    data = tmp_path / "panel.parquet"
+    frame = pd.read_csv(raw, parse_dates=["DAY"])
+    frame.to_parquet(data, row_group_size=5_000)
+    columns = {"household_key": "user_id", "PRODUCT_ID": "item_id", "DAY": "timestamp",
+               "BASKET_ID": "session_id", "QUANTITY": "quantity", "SALES_VALUE": "price"}
+    values = run_chapter(tmp_path, data, {"COLUMNS": columns, "EVENT_MAP": {}}, DROP_RETURNS=True, MAX_USERS=1500,
+                         LEARNERS=["maml"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        sample = load_user_sample(data, columns, max_users=1500, seed=0, drop_nonpositive_quantity=True)
+    # The whole log was counted; the chapter analysed exactly the sample's rows.
+    assert (values["own_whole_rows"], values["own_whole_users"]) == (made["rows"], made["households"])
+    assert values["own_sampled_users"] == 1500
+    assert values["own_events"] == len(sample.events) < made["rows"] - made["returns"]
+    assert values["own_users"] == sample.events["user_id"].nunique() <= 1500
+    assert values["own_enough"] is True and values["own_comparisons"] == 2

@@ -185,3 +185,21 @@ def test_bootstrap_ci_shrinks_with_more_tasks():
     small = bootstrap_ci(rng.normal(size=20))
     large = bootstrap_ci(rng.normal(size=2000))
     assert (large.ci_high - large.ci_low) < (small.ci_high - small.ci_low) / 5
+
+
+def test_one_sort_gives_every_ranking_metric_exactly():
+    from metarec_ref.eval.metrics import per_task_ranking
+
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 6, (7, 40), generator=g).to(torch.float32)  # many ties
+    relevant = torch.rand(7, 40, generator=g) < 0.15
+    candidates = torch.rand(7, 40, generator=g) < 0.8
+    together = per_task_ranking(scores, relevant, candidates, ks=(1, 5, 10))
+    assert list(together) == ["ndcg@1", "hr@1", "ndcg@5", "hr@5", "ndcg@10", "hr@10"]
+    for k in (1, 5, 10):
+        alone = {f"ndcg@{k}": per_task_ndcg(scores, relevant, candidates, k),
+                 f"hr@{k}": per_task_hit_rate(scores, relevant, candidates, k)}
+        for name, values in alone.items():
+            assert torch.equal(together[name].nan_to_num(-1), values.nan_to_num(-1))
+    with pytest.raises(ValueError, match="k must be a positive int"):
+        per_task_ranking(scores, relevant, candidates, ks=(10, 0))

@@ -110,30 +110,37 @@ def load_user_sample(path: str | os.PathLike, columns: Mapping[str, str] | None 
         if mine not in schema.names:
             raise ValueError(f"{path.name}: column '{name}' is missing; found {schema.names}. Rename your column "
                              f"or pass columns={{'<your name>': '{name}'}}")
-    dated = timestamp in schema.names and (pa.types.is_timestamp(schema.field(timestamp).type)
-                                            or pa.types.is_date(schema.field(timestamp).type))
+    kind = schema.field(timestamp).type if timestamp in schema.names else None
+    # A date column is compared as a timestamp; any other type is a date only after validation.
+    when = (None if kind is None or not (pa.types.is_timestamp(kind) or pa.types.is_date(kind)) else
+            f"CAST({_name(timestamp)} AS TIMESTAMP)" if pa.types.is_date(kind) else _name(timestamp))
     memory_gb = memory_gb or machine_memory_gb() * ENGINE_MEMORY_SHARE
     with tempfile.TemporaryDirectory() as spill:
         con = duckdb.connect(config={"memory_limit": f"{memory_gb:.2f}GB", "threads": threads or os.cpu_count(),
-                                     "temp_directory": spill, "preserve_insertion_order": True})
+                                     "temp_directory": spill})
         source = "read_parquet([{}], filename = true, file_row_number = true)".format(
             ", ".join(_literal(str(f)) for f in files))
-        per_user = con.sql(f"SELECT {_name(user)} AS u, count(*) AS n"
-                           f"{f', min({_name(timestamp)}) AS first_seen' if dated else ''} FROM {source} GROUP BY u")
-        counts = per_user.to_arrow_table()
-        missing = counts.filter(pc.is_null(counts["u"]))
-        if missing.num_rows:
-            raise ValueError(f"{path.name}: column 'user_id' ('{user}') has {pc.sum(missing['n']).as_py()} "
-                             f"missing values; drop those rows or fill them")
-        users = np.sort(counts["u"].to_numpy(zero_copy_only=False))
-        picked = users if max_users >= len(users) else np.sort(
-            np.random.default_rng(seed).choice(users, max_users, replace=False))
-        con.register("picked", pa.table({"u": picked}))
-        keep = "" if len(picked) == len(users) else f"WHERE {_name(user)} IN (SELECT u FROM picked)"
-        rows = con.sql(f"SELECT * EXCLUDE (filename, file_row_number) FROM {source} {keep} "
-                       "ORDER BY filename, file_row_number").to_arrow_table()
-        whole = _whole_log(con, source, counts, item, timestamp if dated else None, path)
-        con.close()
+        try:
+            first_seen = f", min({when}) AS first_seen" if when else ""
+            counts = con.sql(f"SELECT {_name(user)} AS u, count(*) AS n{first_seen} FROM {source} "
+                             "GROUP BY u ORDER BY u").to_arrow_table()
+            missing = counts.filter(pc.is_null(counts["u"]))
+            if missing.num_rows:
+                raise ValueError(f"{path.name}: column 'user_id' ('{user}') has {pc.sum(missing['n']).as_py()} "
+                                 f"missing values; drop those rows or fill them")
+            # Users in sorted order, then a seeded draw of positions: the same users on any machine.
+            picked = counts["u"] if max_users >= counts.num_rows else counts["u"].take(
+                np.sort(np.random.default_rng(seed).choice(counts.num_rows, max_users, replace=False)))
+            con.register("picked", pa.table({"u": picked}))
+            keep = "" if len(picked) == counts.num_rows else f"WHERE {_name(user)} IN (SELECT u FROM picked)"
+            rows = con.sql(f"SELECT * EXCLUDE (filename, file_row_number) FROM {source} {keep} "
+                           "ORDER BY filename, file_row_number").to_arrow_table()
+            whole = _whole_log(con, source, counts, item, when, path)
+        except duckdb.Error as err:
+            raise ValueError(f"{path.name}: DuckDB could not read it ({str(err).splitlines()[0]}); check that "
+                             "every part file has the same columns and types") from None
+        finally:
+            con.close()
         sample = Path(spill) / (path.name if path.is_file() else f"{path.name}.parquet")
         pq.write_table(rows.cast(schema), sample)
         events = load_events(sample, columns, **load_kwargs)
@@ -160,21 +167,22 @@ def parquet_parts(path: Path) -> list[Path]:
     return [path]
 
 
-def _whole_log(con, source: str, counts: pa.Table, item: str, timestamp: str | None, path: Path) -> dict:
+def _whole_log(con, source: str, counts: pa.Table, item: str, when: str | None, path: Path) -> dict:
+    """The whole log's counts; ``when``: the timestamp as SQL (None when it is not a date or time)."""
     n = counts["n"].to_numpy().astype(np.float64)
     per_user = pd.Series({name: float(np.quantile(n, q)) for name, q in EVENTS_PER_USER_QUANTILES.items()},
                          name="rows_per_user")
     items = con.sql(f"SELECT count(DISTINCT {_name(item)}) FROM {source}").fetchall()[0][0]
     first = last = None
     cuts = pd.DataFrame(columns=["cut_quantile", "cut_time", "new_users", "share_of_users"])
-    if timestamp is not None:
-        ts = _name(timestamp)
+    if when is not None:
         quantiles = ", ".join(str(q) for q in CUT_QUANTILES)
         first, last, cut_times = con.sql(
-            f"SELECT min({ts}), max({ts}), quantile_cont({ts}, [{quantiles}]) FROM {source}").fetchall()[0]
-        first_seen = pd.to_datetime(counts["first_seen"].to_numpy(zero_copy_only=False))
-        rows = [{"cut_quantile": q, "cut_time": pd.Timestamp(cut), "new_users": int((first_seen >= cut).sum()),
-                 "share_of_users": float((first_seen >= cut).mean())} for q, cut in zip(CUT_QUANTILES, cut_times)]
+            f"SELECT min({when}), max({when}), quantile_cont({when}, [{quantiles}]) FROM {source}").fetchall()[0]
+        first_seen = counts["first_seen"].to_pandas()
+        new = {q: first_seen >= pd.Timestamp(cut) for q, cut in zip(CUT_QUANTILES, cut_times)}
+        rows = [{"cut_quantile": q, "cut_time": pd.Timestamp(cut), "new_users": int(new[q].sum()),
+                 "share_of_users": float(new[q].mean())} for q, cut in zip(CUT_QUANTILES, cut_times)]
         cuts, first, last = pd.DataFrame(rows), pd.Timestamp(first), pd.Timestamp(last)
     return {"path": str(path), "rows": int(n.sum()), "users": len(n), "items": int(items), "first": first,
             "last": last, "rows_per_user": per_user, "new_users_after_cut": cuts}

@@ -174,3 +174,16 @@ def test_bad_inputs_name_the_file_and_the_fix(tmp_path):
     empty.mkdir()
     with pytest.raises(ValueError, match="a folder without .parquet files"):
         load_user_sample(empty, max_users=10)
+
+
+@pytest.mark.parametrize("kind", ["date", "utc"])
+def test_dates_and_zoned_times_give_the_whole_logs_span_and_cuts(tmp_path, kind):
+    raw = panel(5)
+    raw["day"] = raw["day"].dt.date if kind == "date" else raw["day"].dt.tz_localize("UTC")
+    path = tmp_path / "panel.parquet"
+    raw.to_parquet(path)
+    whole = _read(path, PANEL, 50, drop_nonpositive_quantity=True).whole
+    days = pd.to_datetime(raw["day"])
+    assert (whole.first, whole.last) == (days.min(), days.max())
+    expected = new_users_after_cuts(raw.assign(day=days).rename(columns=PANEL), CUT_QUANTILES)
+    assert whole.new_users_after_cut["new_users"].tolist() == expected["new_users"].tolist()

@@ -124,7 +124,8 @@ def out_of_core_run(work: Path, n_events: int, n_items: int, max_users: int) -> 
     return {"events": n_events, "households": made["households"], "parquet_gb": parquet_gb,
             "users_read": glued.get("own_sampled_users"), "events_read": glued.get("own_events"),
             "chapter_seconds": round(seconds, 1), "kernel_peak_rss_mb": round(peak_mb),
-            "verdict": glued.get("own_verdict_sentence")}
+            "protocol": glued.get("own_protocol"), "test_tasks": glued.get("own_test_tasks"),
+            "grid_edges": glued.get("own_n_grid_edges"), "verdict": glued.get("own_verdict_sentence")}
 
 
 def main() -> None:

@@ -36,7 +36,7 @@ from metarec_ref.eval.metrics import summarize_methods
 from metarec_ref.eval.oracle import SyntheticOracle
 from metarec_ref.eval.paired import compare_to_best
 from metarec_ref.recipes.pipeline import ColdStartCut, build_cold_start_tasks
-from metarec_ref.runtime import warn_if_on_grid_edge
+from metarec_ref.runtime import bracketed_search, warn_if_on_grid_edge
 
 
 @dataclass
@@ -122,18 +122,26 @@ def events_with_negatives(
 
 
 def tuned_epochs(start: nn.Module, x: dict[str, Tensor], y: Tensor, val: TaskBatch, grid: Sequence[int], *,
-                 what: str = "training", batch_size: int = 64, seed: int = 0) -> tuple[int, nn.Module]:
+                 what: str = "training", batch_size: int = 64, seed: int = 0,
+                 max_extensions: int = 3) -> tuple[int, nn.Module]:
     """A copy of ``start`` trained on (x, y) for each number of epochs in ``grid``; the best by mean
-    validation AUC, and the model. Warns when the best is on the grid's edge (0 epochs is a natural bound)."""
-    scored = {}
-    for epochs in grid:
+    validation AUC, and the model. A best value on the grid's upper edge extends the grid that way, at
+    most ``max_extensions`` times (:func:`~metarec_ref.runtime.bracketed_search`; 0 epochs is a
+    natural bound); a value still on an edge warns."""
+    models = {}
+
+    def val_auc(epochs: int) -> float:
         model = copy.deepcopy(start)
         if epochs:
             train_supervised(model, x, y, SupervisedConfig(epochs=epochs, batch_size=batch_size, seed=seed))
-        scored[epochs] = (float(per_task_metrics(GlobalModel(model), val)["auc"].nanmean()), model)
-    best = max(scored, key=lambda e: scored[e][0])
-    warn_if_on_grid_edge(f"{what} epochs", grid, best, natural_bounds=(0, None))
-    return best, scored[best][1]
+        models[epochs] = model
+        return float(per_task_metrics(GlobalModel(model), val)["auc"].nanmean())
+
+    best, scores, edge = bracketed_search(f"{what} epochs", list(grid), val_auc, natural_bounds=(0, None),
+                                          max_extensions=max_extensions)
+    if edge is not None:
+        warn_if_on_grid_edge(f"{what} epochs", list(scores), best, natural_bounds=(0, None))
+    return best, models[best]
 
 
 __all__ = [

@@ -64,7 +64,7 @@ def test_tuned_values_warn_on_grid_edges(shop):
     assert len(y) == 600 and float(y.sum()) == 300  # every event, each with one negative
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        epochs, trained = tuned_epochs(model, x, y, val, [0, 1], what="test")
+        epochs, trained = tuned_epochs(model, x, y, val, [0, 1], what="test", max_extensions=0)
     assert epochs in (0, 1) and trained is not model
     edge = [w for w in caught if issubclass(w.category, GridEdgeWarning)]
     assert (epochs == 1) == bool(edge)  # 0 epochs is a natural bound, 1 the upper edge
@@ -92,3 +92,23 @@ def test_the_shop_is_the_cold_start_pipeline_cut():
     assert shop.train.num_tasks > 10 and shop.val.num_tasks > 2
     real = shop.train.support_mask
     assert ((shop.train.support_y == 0) & real).sum() == ((shop.train.support_y == 1) & real).sum()  # one negative each
+
+
+def test_tuned_epochs_extends_a_grid_whose_best_is_its_largest(shop, monkeypatch):
+    import metarec_ref.recipes.scenarios as scenarios
+
+    log, encoders, tasks, model = shop
+    val = to_task_batch(tasks, encoders)
+    x, y = events_with_negatives(log.events.head(300), encoders, NegativeSampling(1, "popularity"), seed=1)
+    trained_for = []
+
+    def fake_training(model, x, y, config):  # more epochs always validate better here
+        trained_for.append(config.epochs)
+        with torch.no_grad():
+            next(model.parameters()).add_(config.epochs)
+
+    monkeypatch.setattr(scenarios, "train_supervised", fake_training)
+    monkeypatch.setattr(scenarios, "per_task_metrics",
+                        lambda method, val: {"auc": next(method.model.parameters()).detach().mean().reshape(1)})
+    epochs, _ = tuned_epochs(model, x, y, val, [0, 1, 2], what="test", max_extensions=2)
+    assert trained_for == [1, 2, 4, 8] and epochs == 8  # 2 -> 4 -> 8: two extensions, the ratio of 1 and 2

@@ -106,7 +106,8 @@ def run_chapter(data: Path, out: Path, *parameters: str) -> tuple[float, float, 
         print(done.stderr[-4000:], file=sys.stderr)
         raise SystemExit(f"the chapter failed on {data.name} with exit status {done.returncode}")
     peak_mb = int(done.stdout.strip().splitlines()[-1]) / 1024  # the largest child of the wrapper: the kernel
-    sys.path.insert(0, str(ROOT))
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
     from tests.notebooks.harness import glued_values
 
     return seconds, peak_mb, glued_values(nbformat.read(out, as_version=4))

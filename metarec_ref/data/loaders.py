@@ -90,7 +90,7 @@ def load_events(path: str | os.PathLike, columns: Mapping[str, str] | None = Non
             f"and options for the pandas reader go in read_kwargs={{...}}"
         )
     path = Path(path)
-    raw = read_table(path, sep=sep, encoding=encoding, text_columns=_id_columns_in_file(columns),
+    raw = read_table(path, sep=sep, encoding=encoding, text_columns=[file_column(columns, name) for name in ID_COLUMNS],
                      **dict(read_kwargs or {}))
     if len(raw) == 0:
         raise ValueError(
@@ -102,10 +102,10 @@ def load_events(path: str | os.PathLike, columns: Mapping[str, str] | None = Non
         raise ValueError(f"{path.name}: {err}") from None
 
 
-def _id_columns_in_file(columns: Mapping[str, str] | None) -> list[str]:
-    """The file's names of the id columns (user, item, session), read as text."""
+def file_column(columns: Mapping[str, str] | None, schema_name: str) -> str:
+    """The file's name of a schema column: the name ``columns`` maps onto it, else the schema name."""
     source = {schema: mine for mine, schema in (columns or {}).items()} if isinstance(columns, Mapping) else {}
-    return [source.get(name, name) for name in ID_COLUMNS]
+    return source.get(schema_name, schema_name)
 
 
 def product_noun(description: pd.Series) -> pd.Series:
@@ -254,6 +254,7 @@ __all__ = [
     "RETAILROCKET_EVENT_MAP",
     "TAOBAO_EVENT_MAP",
     "clean_online_retail",
+    "file_column",
     "find_online_retail",  # defined in metarec_ref.data.fetch; kept importable from here
     "load_amazon_reviews",
     "load_events",

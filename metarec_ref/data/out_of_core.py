@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from metarec_ref.data.loaders import load_events
+from metarec_ref.data.loaders import file_column, load_events
 from metarec_ref.data.log_profile import EVENTS_PER_USER_QUANTILES
 from metarec_ref.runtime import machine_memory_gb
 
@@ -105,7 +105,7 @@ def load_user_sample(path: str | os.PathLike, columns: Mapping[str, str] | None 
     path = Path(path)
     files = parquet_parts(path)
     schema = pq.read_schema(files[0])
-    user, item, timestamp = (_file_column(columns, name) for name in ("user_id", "item_id", "timestamp"))
+    user, item, timestamp = (file_column(columns, name) for name in ("user_id", "item_id", "timestamp"))
     for name, mine in (("user_id", user), ("item_id", item)):
         if mine not in schema.names:
             raise ValueError(f"{path.name}: column '{name}' is missing; found {schema.names}. Rename your column "
@@ -186,11 +186,6 @@ def _whole_log(con, source: str, counts: pa.Table, item: str, when: str | None, 
         cuts, first, last = pd.DataFrame(rows), pd.Timestamp(first), pd.Timestamp(last)
     return {"path": str(path), "rows": int(n.sum()), "users": len(n), "items": int(items), "first": first,
             "last": last, "rows_per_user": per_user, "new_users_after_cut": cuts}
-
-
-def _file_column(columns: Mapping[str, str] | None, schema_name: str) -> str:
-    """The file's name of a schema column (the mapping's key that maps to it, else the name itself)."""
-    return next((mine for mine, name in (columns or {}).items() if name == schema_name), schema_name)
 
 
 def _name(identifier: str) -> str:

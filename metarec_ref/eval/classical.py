@@ -43,6 +43,7 @@ from metarec_ref.eval.item_similarity import (
     sparse_row_sums,
     topk_similarity,
 )
+from metarec_ref.runtime import bracketed_search
 
 # A DataFrame or encoded (user_codes, item_codes[, timestamps]) arrays.
 EventsLike = Union[pd.DataFrame, tuple]
@@ -329,11 +330,13 @@ class RecentPopularity:
 
 @dataclass
 class TuneResult:
-    """Result of :func:`tune_hyperparameter`: best value, its method, and the whole grid."""
+    """Result of :func:`tune_hyperparameter`: best value, its method, every value tried, and the edge
+    of the values tried that the best still sits on (None: inside, or a natural bound)."""
 
     value: Any
     method: Any
     table: pd.DataFrame
+    edge: str | None = None
 
 
 def tune_hyperparameter(
@@ -342,25 +345,41 @@ def tune_hyperparameter(
     val_tasks,
     metric: str = "ndcg@10",
     chunk_size: int = 256,
+    *,
+    max_extensions: int = 0,
+    natural_bounds: tuple = (None, None),
 ) -> TuneResult:
     """Pick the grid value whose method has the best mean ``metric`` (higher is better) on
     validation tasks: ``"ndcg@k"`` or ``"hr@k"`` on :class:`~metarec_ref.eval.evaluate.EvalTasks`
     with ranking inputs, or ``"auc"`` on the query events of any tasks (a ``TaskBatch`` too).
 
     E.g. ``knn = ItemKNN.fit_grid(train, encoders, shrinkages=[0, 10, 100])`` then
-    ``tune_hyperparameter(knn.__getitem__, list(knn), val)``.
+    ``tune_hyperparameter(knn.__getitem__, list(knn), val)``. With ``max_extensions`` > 0 a numeric
+    grid whose best value sits on an edge other than ``natural_bounds`` is extended that way
+    (:func:`~metarec_ref.runtime.bracketed_search`), so ``make_method`` must also build values
+    beyond the grid.
     """
     if not grid:
         raise ValueError("grid is empty; give at least one value to try")
     name, _, k = metric.partition("@")
     if metric != "auc" and (name not in ("ndcg", "hr") or not k.isdigit()):
         raise ValueError(f"metric must be 'ndcg@k', 'hr@k' or 'auc', got {metric!r}")
-    rows, methods = [], []
-    for value in grid:
+    rows, methods = [], {}
+
+    def score(value) -> float:
         method = make_method(value)
         values = per_task_metrics(method, val_tasks, ks=(int(k or 10),), chunk_size=chunk_size)[metric]
         rows.append({"value": value, metric: float(torch.nanmean(values)), "n_tasks": int((~values.isnan()).sum())})
-        methods.append(method)
+        methods[len(rows) - 1] = method
+        return rows[-1][metric]
+
+    if max_extensions:
+        value, _, edge = bracketed_search("value", list(grid), score, natural_bounds=natural_bounds,
+                                          max_extensions=max_extensions)
+        best = next(i for i, row in enumerate(rows) if row["value"] == value)
+        return TuneResult(value, methods[best], pd.DataFrame(rows), edge)
+    for value in grid:
+        score(value)
     table = pd.DataFrame(rows)
     best = int(table[metric].to_numpy().argmax())
     return TuneResult(grid[best], methods[best], table)

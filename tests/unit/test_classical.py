@@ -165,3 +165,20 @@ def test_support_items_need_item_key():
                       torch.zeros(1, 2, 3), torch.ones(1, 2), torch.ones(1, 2, dtype=torch.bool))
     with pytest.raises(ValueError, match="'item'"):
         support_items(batch)
+
+
+def test_tuning_extends_a_numeric_grid_until_the_best_is_inside(monkeypatch):
+    import math
+
+    import metarec_ref.eval.classical as classical
+
+    # The validation score peaks at 1000, beyond the starting grid's largest value.
+    monkeypatch.setattr(classical, "per_task_metrics",
+                        lambda method, tasks, ks, chunk_size: {"auc": torch.tensor([-(math.log10(method) - 3) ** 2])})
+    result = tune_hyperparameter(lambda value: value, [1.0, 10.0, 100.0], None, metric="auc", max_extensions=3)
+    assert result.value == 1000.0 and result.edge is None and result.method == 1000.0
+    assert list(result.table["value"]) == [1.0, 10.0, 100.0, 1000.0, 10000.0]
+    short = tune_hyperparameter(lambda value: value, [1.0, 10.0, 100.0], None, metric="auc", max_extensions=1)
+    assert short.value == 1000.0 and short.edge == "upper"  # one extension: still on the edge
+    plain = tune_hyperparameter(lambda value: value, [1.0, 10.0, 100.0], None, metric="auc")
+    assert plain.value == 100.0 and len(plain.table) == 3  # no extension by default

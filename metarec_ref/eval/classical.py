@@ -364,13 +364,13 @@ def tune_hyperparameter(
     name, _, k = metric.partition("@")
     if metric != "auc" and (name not in ("ndcg", "hr") or not k.isdigit()):
         raise ValueError(f"metric must be 'ndcg@k', 'hr@k' or 'auc', got {metric!r}")
-    rows, methods = [], {}
+    rows, methods = [], []
 
     def score(value) -> float:
         method = make_method(value)
         values = per_task_metrics(method, val_tasks, ks=(int(k or 10),), chunk_size=chunk_size)[metric]
         rows.append({"value": value, metric: float(torch.nanmean(values)), "n_tasks": int((~values.isnan()).sum())})
-        methods[len(rows) - 1] = method
+        methods.append(method)
         return rows[-1][metric]
 
     if max_extensions:

@@ -12,8 +12,11 @@ Ties at the cut are broken towards the lower item code, so the kept set is deter
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -142,20 +145,45 @@ def _pointers(sorted_rows: np.ndarray, n_rows: int) -> np.ndarray:
     return ptr
 
 
-def dense_gram_blocks(gram: Tensor, rows: int = 2048) -> Iterator[tuple[int, int, Tensor]]:
+# A row block of G: (start, stop, make), where make() returns rows start:stop as a CSR tensor.
+GramBlock = tuple[int, int, Callable[[], Tensor]]
+
+
+def _dense_rows(gram: Tensor, start: int, stop: int) -> Tensor:
+    with warnings.catch_warnings():  # torch marks its sparse formats as beta; the copy is exact
+        warnings.simplefilter("ignore", UserWarning)
+        return gram[start:stop].to(torch.float64).to_sparse_csr()
+
+
+def dense_gram_blocks(gram: Tensor, rows: int = 2048) -> list[GramBlock]:
     """Row blocks of a dense Gram matrix as CSR tensors (the small-catalogue path)."""
-    for start in range(0, gram.shape[0], rows):
-        stop = min(start + rows, gram.shape[0])
-        with warnings.catch_warnings():  # torch marks its sparse formats as beta; the copy is exact
-            warnings.simplefilter("ignore", UserWarning)
-            block = gram[start:stop].to(torch.float64).to_sparse_csr()
-        yield start, stop, block
+    n = gram.shape[0]
+    return [(start, min(start + rows, n), partial(_dense_rows, gram, start, min(start + rows, n)))
+            for start in range(0, n, rows)]
 
 
-def interaction_gram_blocks(interactions: Interactions) -> Iterator[tuple[int, int, Tensor]]:
-    """Row blocks of ``G`` computed from the sparse interactions, one at a time."""
-    for start, stop in interactions.row_blocks():
-        yield start, stop, interactions.gram_rows(start, stop)
+def interaction_gram_blocks(interactions: Interactions) -> list[GramBlock]:
+    """Row blocks of ``G``, each counted from the sparse interactions when it is made."""
+    return [(start, stop, partial(interactions.gram_rows, start, stop)) for start, stop in interactions.row_blocks()]
+
+
+def _in_order(work: Callable, items: Iterable, workers: int) -> Iterator:
+    """``work`` over ``items``, at most ``workers`` at a time in threads, results in the items' order.
+
+    numpy releases the GIL in its sorts, searches and array arithmetic, so blocks overlap; at most
+    ``workers`` blocks are held at once. One worker runs in this thread.
+    """
+    if workers <= 1:
+        yield from map(work, items)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        running = deque()
+        for item in items:
+            running.append(pool.submit(work, item))
+            if len(running) >= workers:
+                yield running.popleft().result()
+        while running:
+            yield running.popleft().result()
 
 
 def _top_per_row(rows: np.ndarray, sims: np.ndarray, lengths: np.ndarray, neighbors: int) -> np.ndarray:
@@ -200,43 +228,57 @@ def _top_of_long_rows(row: np.ndarray, bits: np.ndarray, n_rows: int, neighbors:
 
 
 def topk_similarity(
-    blocks: Iterator[tuple[int, int, Tensor]],
+    blocks: Iterable[GramBlock],
     counts: np.ndarray,
     n_items: int,
     shrinkages: Sequence[float],
     neighbors: int | None = 200,
+    workers: int | None = None,
 ) -> list[Tensor]:
     """Cosine with shrinkage ``G[i, j] / (sqrt(G[i, i] G[j, j]) + shrinkage)``, zero diagonal,
     keeping the ``neighbors`` largest per row (``None``: all), for each shrinkage.
 
-    blocks: ``(start, stop, rows of G as CSR)``; counts: the diagonal of ``G``. Returns one float32
-    CSR tensor ``(n_items, n_items)`` per shrinkage, from a single pass over the blocks.
+    blocks: ``(start, stop, make)`` with ``make()`` the rows of ``G`` as CSR; counts: the diagonal of
+    ``G``; workers: blocks processed at once (None: torch's thread count, one in the pinned
+    numerics). Returns one float32 CSR tensor ``(n_items, n_items)`` per shrinkage, from a single
+    pass over the blocks; the result does not depend on ``workers``.
     """
     if any(s < 0 for s in shrinkages):
         raise ValueError(f"shrinkage must be >= 0, got {list(shrinkages)}")
     if neighbors is not None and neighbors < 1:
         raise ValueError(f"neighbors must be >= 1 or None (all), got {neighbors}")
     norms = np.sqrt(np.clip(np.asarray(counts, dtype=np.float64), 0, None))
+    block_top = partial(_block_top, norms=norms, n_items=n_items, shrinkages=shrinkages, neighbors=neighbors)
     parts: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in shrinkages]
-    for start, stop, block in blocks:
-        crow = block.crow_indices().numpy()
-        cols = block.col_indices().numpy().astype(np.int64)
-        gram = block.values().numpy().astype(np.float64)
-        rows = np.repeat(np.arange(stop - start), np.diff(crow))
-        # Canonical order (row, column): products need not sort columns within a row.
-        order = np.argsort(rows * n_items + cols, kind="stable")
-        rows, cols, gram = rows[order], cols[order], gram[order]
-        off_diagonal = (cols != rows + start) & (gram != 0)
-        rows, cols, gram = rows[off_diagonal], cols[off_diagonal], gram[off_diagonal]
-        lengths = np.bincount(rows, minlength=stop - start)
-        outer = norms[rows + start] * norms[cols]
-        for part, shrinkage in zip(parts, shrinkages):
-            sims = (gram / np.maximum(outer + shrinkage, 1e-12)).astype(np.float32)
-            keep = np.ones(len(rows), dtype=bool) if neighbors is None else _top_per_row(
-                rows, sims, lengths, neighbors)
-            # int32 codes halve what the kept parts hold until they are assembled.
-            part.append(((rows[keep] + start).astype(np.int32), cols[keep].astype(np.int32), sims[keep]))
+    for kept in _in_order(block_top, blocks, workers or torch.get_num_threads()):
+        for part, block_part in zip(parts, kept):
+            part.append(block_part)
     return [_assemble(part, n_items) for part in parts]
+
+
+def _block_top(block: GramBlock, *, norms: np.ndarray, n_items: int, shrinkages: Sequence[float],
+               neighbors: int | None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """One row block's kept entries ``(rows, columns, similarities)``, one triple per shrinkage."""
+    start, stop, make = block
+    csr = make()
+    crow = csr.crow_indices().numpy()
+    cols = csr.col_indices().numpy().astype(np.int64)
+    gram = csr.values().numpy().astype(np.float64)
+    rows = np.repeat(np.arange(stop - start), np.diff(crow))
+    # Canonical order (row, column): products need not sort columns within a row.
+    order = np.argsort(rows * n_items + cols, kind="stable")
+    rows, cols, gram = rows[order], cols[order], gram[order]
+    off_diagonal = (cols != rows + start) & (gram != 0)
+    rows, cols, gram = rows[off_diagonal], cols[off_diagonal], gram[off_diagonal]
+    lengths = np.bincount(rows, minlength=stop - start)
+    outer = norms[rows + start] * norms[cols]
+    kept = []
+    for shrinkage in shrinkages:
+        sims = (gram / np.maximum(outer + shrinkage, 1e-12)).astype(np.float32)
+        keep = np.ones(len(rows), dtype=bool) if neighbors is None else _top_per_row(rows, sims, lengths, neighbors)
+        # int32 codes halve what the kept parts hold until they are assembled.
+        kept.append(((rows[keep] + start).astype(np.int32), cols[keep].astype(np.int32), sims[keep]))
+    return kept
 
 
 def _assemble(part: list[tuple[np.ndarray, np.ndarray, np.ndarray]], n_items: int) -> Tensor:
@@ -267,6 +309,7 @@ def sparse_row_sums(weights: Tensor, items: Tensor, mask: Tensor) -> Tensor:
 
 __all__ = [
     "Interactions",
+    "GramBlock",
     "dense_gram_blocks",
     "interaction_gram_blocks",
     "sparse_row_sums",

@@ -87,6 +87,23 @@ def test_fit_grid_matches_single_fits_and_tunes():
     assert result.table["ndcg@1"].max() == pytest.approx(1.0)
 
 
+def test_blocks_in_worker_threads_give_the_same_neighbours():
+    from functools import partial
+
+    from metarec_ref.eval import item_similarity
+
+    users, items = random_log(n_users=120, n_items=300, n_events=6000, seed=3)
+    inter = sparse_interactions((users, items), n_items=300)
+    blocks = [(a, b, partial(inter.gram_rows, a, b)) for a, b in inter.row_blocks(max_entries=2000)]  # many
+    assert len(blocks) > 8
+    one, two, three = (item_similarity.topk_similarity(blocks, inter.item_counts, 300, [0.0, 10.0], 7, workers=w)
+                       for w in (1, 2, 3))
+    for a, b, c in zip(one, two, three):
+        for part in ("crow_indices", "col_indices", "values"):
+            assert torch.equal(getattr(a, part)(), getattr(b, part)())
+            assert torch.equal(getattr(a, part)(), getattr(c, part)())
+
+
 def test_scoring_in_task_steps_matches_one_step(monkeypatch):
     users, items = random_log()
     knn = ItemKNN.fit((users, items), n_items=60, neighbors=5)

@@ -122,29 +122,18 @@ def _check_ranking_inputs(scores: Tensor, relevant: Tensor, candidates: Tensor |
     return scores, relevant & candidates, candidates
 
 
-def _candidate_scores(scores: Tensor, candidates: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Scores as float64, the same with non-candidates pushed to -inf, and the candidates' count."""
+def _sorted_candidates(scores: Tensor, candidates: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Scores as float64, the candidates' scores sorted ascending (others pushed to +inf), and their count."""
     s = scores.to(torch.float64).nan_to_num(posinf=_BIG, neginf=-_BIG)
-    return s, torch.where(candidates, s, torch.full_like(s, -math.inf)), candidates.sum(1, keepdim=True)
+    s_sorted = torch.where(candidates, s, torch.full_like(s, math.inf)).sort(dim=1).values
+    return s, s_sorted, candidates.sum(1, keepdim=True)
 
 
-_COMPARE_CELLS = 1 << 24  # (tasks x values x items) comparisons held at once by _rank_counts
-
-
-def _rank_counts(s_cand: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
-    """For a few score values per task: how many candidates score strictly higher, and how many tie.
-
-    Each value is compared with every candidate's score (non-candidates are at -inf, below any
-    value): exact counts, so the metrics equal those of a sorted ranking, without sorting.
-    """
-    tasks, width = values.shape
-    step = max(1, _COMPARE_CELLS // max(tasks * s_cand.shape[1], 1))
-    higher, ties = [], []
-    for start in range(0, width, step):
-        v = values[:, start:start + step].unsqueeze(2)
-        higher.append(torch.count_nonzero(s_cand.unsqueeze(1) > v, dim=2))
-        ties.append(torch.count_nonzero(s_cand.unsqueeze(1) == v, dim=2))
-    return torch.cat(higher, 1), torch.cat(ties, 1)
+def _rank_counts(s_sorted: Tensor, n_cand: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
+    """For a few score values per task: how many candidates score strictly higher, and how many tie."""
+    n_less = torch.searchsorted(s_sorted, values.contiguous(), right=False)
+    n_less_equal = torch.minimum(torch.searchsorted(s_sorted, values.contiguous(), right=True), n_cand)
+    return n_cand - n_less_equal, n_less_equal - n_less
 
 
 def _relevant_columns(relevant: Tensor) -> tuple[Tensor, Tensor]:
@@ -159,11 +148,11 @@ def _relevant_columns(relevant: Tensor) -> tuple[Tensor, Tensor]:
 
 @dataclass(frozen=True)
 class _Ranking:
-    """What NDCG and HR read from one preparation of a chunk's scores (shared across metrics and k)."""
+    """What NDCG and HR read from one sort of a chunk's scores (shared across metrics and k)."""
 
     relevant: Tensor  # relevant candidates
     s: Tensor  # scores as float64
-    s_cand: Tensor  # the same, non-candidates at -inf
+    s_sorted: Tensor  # candidates' scores ascending, others +inf
     n_cand: Tensor
     columns: Tensor  # columns covering every task's relevant items
     is_relevant: Tensor
@@ -173,7 +162,8 @@ class _Ranking:
         for k in ks:
             _check_k(k)
         scores, relevant, candidates = _check_ranking_inputs(scores, relevant, candidates)
-        return cls(relevant, *_candidate_scores(scores, candidates), *_relevant_columns(relevant))
+        s, s_sorted, n_cand = _sorted_candidates(scores, candidates)
+        return cls(relevant, s, s_sorted, n_cand, *_relevant_columns(relevant))
 
 
 def _check_k(k) -> None:
@@ -197,9 +187,9 @@ def per_task_ndcg(
 
 
 def _ndcg(r: _Ranking, k: int) -> Tensor:
-    s, relevant = r.s, r.relevant
+    s, s_sorted, n_cand, relevant = r.s, r.s_sorted, r.n_cand, r.relevant
     columns, is_relevant = r.columns, r.is_relevant
-    n_higher, group_size = _rank_counts(r.s_cand, s.gather(1, columns))
+    n_higher, group_size = _rank_counts(s_sorted, n_cand, s.gather(1, columns))
     n = s.shape[1]
     positions = torch.arange(n + 1, dtype=torch.float64, device=s.device)
     discount = torch.where(positions < k, 1.0 / torch.log2(positions + 2.0), torch.zeros_like(positions))
@@ -229,14 +219,14 @@ def per_task_hit_rate(
 
 
 def _hit_rate(r: _Ranking, k: int) -> Tensor:
-    s_cand, n_cand, relevant = r.s_cand, r.n_cand, r.relevant
+    s, s_sorted, n_cand, relevant = r.s, r.s_sorted, r.n_cand, r.relevant
     columns, is_relevant = r.columns, r.is_relevant
-    values = r.s.gather(1, columns)
-    n_higher, group_size = _rank_counts(s_cand, values)
+    values = s.gather(1, columns)
+    n_higher, group_size = _rank_counts(s_sorted, n_cand, values)
     surely_in = is_relevant & (n_higher + group_size <= k)
     # The k-th best candidate's tie group straddles rank k when it runs past k.
-    kth = s_cand.topk(min(k, s_cand.shape[1]), dim=1).values[:, -1:]
-    kth_higher, kth_size = _rank_counts(s_cand, kth)
+    kth = s_sorted.gather(1, (n_cand - k).clamp(min=0))
+    kth_higher, kth_size = _rank_counts(s_sorted, n_cand, kth)
     straddles = (n_cand >= k) & (kth_higher + kth_size > k)
     g = torch.where(straddles, kth_size, torch.zeros_like(kth_size)).squeeze(1).to(torch.float64)
     start = torch.where(straddles, kth_higher, torch.zeros_like(kth_higher)).squeeze(1).to(torch.float64)
@@ -255,10 +245,10 @@ def _hit_rate(r: _Ranking, k: int) -> Tensor:
 def per_task_ranking(
     scores: Tensor, relevant: Tensor, candidates: Tensor | None = None, ks: Sequence[int] = (10,)
 ) -> dict[str, Tensor]:
-    """``ndcg@k`` and ``hr@k`` per task for every k in ``ks``, sharing one preparation of the scores.
+    """``ndcg@k`` and ``hr@k`` per task for every k in ``ks``, from one sort of the scores.
 
     The same values as :func:`per_task_ndcg` and :func:`per_task_hit_rate` (same inputs), at the
-    cost of one preparation instead of one per metric and k.
+    cost of one full ranking instead of one per metric and k.
     """
     ranking = _Ranking.of(scores, relevant, candidates, ks)
     out = {}

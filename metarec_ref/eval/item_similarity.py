@@ -4,7 +4,9 @@ matrix ``G = X^T X`` computed in row blocks, and only the top neighbours of each
 A dense ``(n_items, n_items)`` matrix is never built: at 60,000 items one would take 14-29 GB.
 Each block of rows of ``G`` is counted from the pairs (item, item of one of its users); the cosine similarities of
 its stored entries are computed, the ``neighbors`` largest of each row kept, and the block
-dropped. The result is a sparse CSR matrix with at most ``n_items * neighbors`` entries.
+dropped. The result is a sparse CSR matrix with at most ``n_items * neighbors`` entries. Blocks run
+in as many worker threads as torch has (one in the pinned numerics) and are gathered in block
+order, so the result does not depend on the number of threads.
 
 Ties at the cut are broken towards the lower item code, so the kept set is deterministic.
 """
@@ -157,9 +159,8 @@ def _dense_rows(gram: Tensor, start: int, stop: int) -> Tensor:
 
 def dense_gram_blocks(gram: Tensor, rows: int = 2048) -> list[GramBlock]:
     """Row blocks of a dense Gram matrix as CSR tensors (the small-catalogue path)."""
-    n = gram.shape[0]
-    return [(start, min(start + rows, n), partial(_dense_rows, gram, start, min(start + rows, n)))
-            for start in range(0, n, rows)]
+    spans = [(start, min(start + rows, gram.shape[0])) for start in range(0, gram.shape[0], rows)]
+    return [(start, stop, partial(_dense_rows, gram, start, stop)) for start, stop in spans]
 
 
 def interaction_gram_blocks(interactions: Interactions) -> list[GramBlock]:
@@ -171,7 +172,7 @@ def _in_order(work: Callable, items: Iterable, workers: int) -> Iterator:
     """``work`` over ``items``, at most ``workers`` at a time in threads, results in the items' order.
 
     numpy releases the GIL in its sorts, searches and array arithmetic, so blocks overlap; at most
-    ``workers`` blocks are held at once. One worker runs in this thread.
+    ``workers`` blocks are held at once. With one worker everything runs in this thread.
     """
     if workers <= 1:
         yield from map(work, items)

@@ -20,6 +20,13 @@ them and then starts ``ipykernel`` (:func:`kernel_main`). ``make venv`` installs
 ``python3``; every ``make`` target and every README command runs notebooks on it. For interactive
 work at full speed, start JupyterLab with ``METAREC_NUMERICS=native``: the kernel then leaves
 the machine's own choices alone (results then differ from the committed ones in the last digits).
+
+Pinning the libraries is not the whole story: torch's CPU square root (MKL's vector math) is not
+correctly rounded and its last bit depends on the processor, whatever the settings. The library
+never takes one where it matters: :func:`metarec_ref.runtime.adam` and
+:func:`metarec_ref.runtime.exact_sqrt` round exactly. To check that committed outputs reproduce on
+another processor, ``METAREC_EMULATE_CPU`` names a CPU model of ``qemu-x86_64`` (e.g.
+``Haswell-v4``) and the kernel then runs on that emulated processor (``tests/portability.py``).
 """
 
 from __future__ import annotations
@@ -27,12 +34,14 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import sys
 from pathlib import Path
 
 from numpy._core._multiarray_umath import __cpu_baseline__
 
 MODE_ENV = "METAREC_NUMERICS"  # "pinned" (default) or "native"
+EMULATE_ENV = "METAREC_EMULATE_CPU"  # a qemu-x86_64 CPU model: the kernel runs on that emulated CPU
 PINNED_THREADS = 1
 KERNEL_NAME = "python3"
 KERNEL_DISPLAY_NAME = "Python 3 (metarec)"
@@ -89,7 +98,14 @@ def kernel_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
 def kernel_main(argv: list[str]) -> None:
     """Start ``ipykernel`` in a fresh process whose environment carries the numerics mode."""
     env = kernel_environment()
-    os.execve(sys.executable, [sys.executable, "-Xfrozen_modules=off", "-m", "ipykernel_launcher", *argv], env)
+    command = [sys.executable, "-Xfrozen_modules=off", "-m", "ipykernel_launcher", *argv]
+    cpu = env.pop(EMULATE_ENV, "")
+    if cpu:  # the same interpreter, on an emulated processor (qemu-user does not follow execve)
+        emulator = shutil.which("qemu-x86_64")
+        if emulator is None:
+            raise SystemExit(f"{EMULATE_ENV}={cpu} needs qemu-x86_64 (Debian: apt-get install qemu-user)")
+        command = [emulator, "-cpu", cpu, *command]
+    os.execve(command[0], command, env)
 
 
 def install_kernel(prefix: str = sys.prefix) -> Path:

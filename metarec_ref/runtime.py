@@ -1,5 +1,7 @@
 """Runtime helpers any layer may use: seeding, device choice, quiet progress bars, memory (the
-machine's, this process's peak), and grid searches that extend a grid whose best value is on its edge."""
+machine's, this process's peak), grid searches that extend a grid whose best value is on its edge,
+and the two operations whose CPU results would otherwise depend on the CPU (:func:`adam`,
+:func:`exact_sqrt`)."""
 
 from __future__ import annotations
 
@@ -28,6 +30,36 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
         # cuBLAS needs this set before its first call to be deterministic.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+# torch's CPU square root goes through MKL's vector math, which is accurate to one unit in the last
+# place but not correctly rounded: its last bit depends on the CPU it runs on, even with the pinned
+# numerics of ``metarec_ref.numerics``. Adam takes a square root at every step, so a committed
+# training run drifts on another machine. The two helpers below round exactly on every CPU.
+
+
+def adam(params, lr: float = 1e-3, **kwargs) -> torch.optim.Adam:
+    """``torch.optim.Adam`` with torch's fused kernel wherever the parameters' device has one.
+
+    The fused kernel takes an exact square root, so the same seed gives the same bits on every
+    CPU; ``torch.optim.Adam``'s default implementation does not (see above). ``params`` and
+    ``kwargs`` are those of ``torch.optim.Adam``.
+    """
+    groups = list(params)
+    try:
+        return torch.optim.Adam(groups, lr=lr, fused=True, **kwargs)
+    except RuntimeError:  # a device or dtype without the fused kernel (torch says which)
+        return torch.optim.Adam(groups, lr=lr, **kwargs)
+
+
+def exact_sqrt(x: torch.Tensor) -> torch.Tensor:
+    """The correctly rounded square root of a tensor that needs no gradient, the same on every CPU
+    (numpy's, which uses the processor's exact instruction); off the CPU, ``x.sqrt()``."""
+    if x.requires_grad:
+        raise ValueError("exact_sqrt is for tensors without gradients; take x.sqrt() inside autograd")
+    if x.device.type != "cpu":
+        return x.sqrt()
+    return torch.from_numpy(np.asarray(np.sqrt(x.numpy())))
 
 
 def default_device() -> torch.device:
@@ -223,6 +255,8 @@ def bracketed_grid_search(grids: dict, evaluate, *, natural_bounds: dict | None 
 
 
 __all__ = [
+    "adam",
+    "exact_sqrt",
     "GridEdgeWarning",
     "GridSearch",
     "bracketed_grid_search",

@@ -34,6 +34,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from metarec_ref.runtime import adam
+
 
 class ArticleRecommendationModel(nn.Module):
     """The article's base model, re-typed: ``fc1 -> ReLU -> fc2``, output ``(N, output_dim)``."""
@@ -133,7 +135,7 @@ def sketch_meta_gradient(
 def fit_mse(model: nn.Module, x: Tensor, y: Tensor, steps: int = 300, lr: float = 0.01) -> float:
     """Fit ``model`` to ``(x, y)`` with Adam on ``F.mse_loss(model(x), y)`` as written (shapes
     unchecked, as in the article); returns the final loss."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = adam(model.parameters(), lr=lr)
     for _ in range(steps):
         loss = F.mse_loss(model(x), y)
         optimizer.zero_grad()

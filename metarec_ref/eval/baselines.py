@@ -32,6 +32,7 @@ from metarec_ref.batch import Features, TaskBatch, map_features
 from metarec_ref.meta.fast_weights import FastWeights, ParamFilter, select_params
 from metarec_ref.meta.forward import score_fast_weights
 from metarec_ref.meta.functional import inner_loop
+from metarec_ref.runtime import adam
 from metarec_ref.meta.losses import LossFn, masked_bce_loss
 from metarec_ref.meta.tracing import BatchedTaskLoss
 from metarec_ref.runtime import GridSearch, bracketed_grid_search, progress_disabled, warn_if_on_grid_edge
@@ -86,7 +87,7 @@ def train_supervised(
         raise ValueError(f"y has {y.shape[0]} events but x has {n}")
     device = next(model.parameters()).device
     x, y = map_features(x, lambda t: t.to(device)), y.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
     disable = progress_disabled() if disable is None else disable
     rows = []

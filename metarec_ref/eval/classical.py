@@ -43,7 +43,7 @@ from metarec_ref.eval.item_similarity import (
     sparse_row_sums,
     topk_similarity,
 )
-from metarec_ref.runtime import bracketed_search
+from metarec_ref.runtime import bracketed_search, exact_sqrt
 
 # A DataFrame or encoded (user_codes, item_codes[, timestamps]) arrays.
 EventsLike = Union[pd.DataFrame, tuple]
@@ -246,7 +246,7 @@ class ItemKNN(ItemItemMethod):
         catalogues; optionally only the ``neighbors`` most similar items of each row are kept."""
         if shrinkage < 0:
             raise ValueError(f"shrinkage must be >= 0, got {shrinkage}")
-        norms = gram.diagonal().clamp(min=0).sqrt()
+        norms = exact_sqrt(gram.diagonal().clamp(min=0))
         sim = gram / (norms[:, None] * norms[None, :] + shrinkage).clamp(min=1e-12)
         sim.fill_diagonal_(0.0)
         if neighbors is not None and neighbors < sim.shape[1]:

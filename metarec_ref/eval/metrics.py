@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from metarec_ref.runtime import exact_sqrt
+
 # Finite stand-in for +-inf scores so that +inf can mark excluded entries when sorting.
 _BIG = 1e300
 
@@ -105,7 +107,7 @@ def per_task_mae(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Te
 def per_task_rmse(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
     """Root mean squared error per task (ratings)."""
     pred, target, mask = _check_inputs(pred, target, mask, "pred")
-    return _masked_task_mean((pred.to(torch.float64) - target.to(torch.float64)) ** 2, mask).sqrt()
+    return exact_sqrt(_masked_task_mean((pred.detach().to(torch.float64) - target.detach().to(torch.float64)) ** 2, mask))
 
 
 def _masked_task_mean(values: Tensor, mask: Tensor) -> Tensor:

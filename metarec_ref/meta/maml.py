@@ -129,7 +129,7 @@ class MAML(nn.Module):
     Example::
 
         learner = MAML(model, inner_steps=2, inner_lr=0.1)
-        optimizer = torch.optim.Adam(learner.parameters(), lr=1e-3)
+        optimizer = adam(learner.parameters(), lr=1e-3)  # metarec_ref.runtime.adam
         loss = learner.outer_step(batch, optimizer)            # one meta-update
         scores = learner.score(learner.adapt(test), test.query_x)
     """

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from metarec_ref.data.new_products import BuyerTasks
 from metarec_ref.eval.metrics import per_task_ndcg
+from metarec_ref.runtime import exact_sqrt
 
 TIE_BREAK = 1e-5
 
@@ -37,7 +38,7 @@ def standardise(scores: Tensor, candidates: Tensor) -> Tensor:
     masked = torch.where(candidates, scores, torch.zeros_like(scores))
     mean = masked.sum(1, keepdim=True) / counts
     var = torch.where(candidates, (scores - mean) ** 2, torch.zeros_like(scores)).sum(1, keepdim=True) / counts
-    return (scores - mean) / var.sqrt().clamp(min=1e-12)
+    return (scores - mean) / exact_sqrt(var).clamp(min=1e-12)
 
 
 def activity_scores(days_ago: Tensor, line_codes: Tensor, n_codes: int, half_life: float) -> Tensor:

@@ -27,6 +27,7 @@ from metarec_ref.data.content import ContentEncoder
 from metarec_ref.data.new_products import BuyerTasks, NewProductSplit, buyer_tasks, launch_records, new_product_split
 from metarec_ref.eval.metrics import per_task_ndcg
 from metarec_ref.models.meta_embedding import MetaEmbedding
+from metarec_ref.runtime import adam
 from metarec_ref.train.checkpoints import train_keeping_best
 
 
@@ -125,7 +126,7 @@ def fit_customer_tables(bought: Tensor, dim: int = 32, steps: int = 300, batch_s
     targets[:, 0] = 0.0  # code 0 (padding) is never a buyer ...
     padding = torch.zeros(n_codes)
     padding[0] = -torch.inf  # ... nor a candidate
-    optimizer = torch.optim.Adam([customer, product, bias], lr=lr)
+    optimizer = adam([customer, product, bias], lr=lr)
     for _ in range(steps):
         index = torch.randint(n_products, (batch_size,), generator=generator)
         scores = product[index] @ customer.t() + bias
@@ -182,7 +183,7 @@ def meta_train_generator(tables: CustomerTables, train_content: Tensor, train_ta
             model.generator[0].weight.copy_(start.t())
             model.generator[0].bias.zero_()
     steps = config.warm_up_steps if train_tasks.support.shape[1] else 0
-    optimizer = torch.optim.Adam([{"params": model.generator.parameters(), "lr": config.outer_lr},
+    optimizer = adam([{"params": model.generator.parameters(), "lr": config.outer_lr},
                                   {"params": [model.log_lr], "lr": config.step_size_lr}])
     generator = torch.Generator().manual_seed(seed)
 

@@ -30,6 +30,7 @@ from metarec_ref.data.encoders import Encoders
 from metarec_ref.eval.classical import ItemItemMethod, RecentPopularity
 from metarec_ref.eval.evaluate import EvalTasks
 from metarec_ref.eval.metrics import per_task_hit_rate, per_task_ndcg
+from metarec_ref.runtime import adam
 from metarec_ref.models.item_item import support_item_codes
 from metarec_ref.models.residual_mixture import ResidualMixture, listwise_nll
 from metarec_ref.train.checkpoints import train_keeping_best
@@ -208,7 +209,7 @@ def fit_global_mixture(bank: ScorerBank, tasks: RankingTasks, scale: Tensor, ini
     features = bank.features(tasks.support, tasks.support_mask)
     model = ResidualMixture(init, scale, features.shape[1], emb_dim=0)
     delta = torch.zeros(bank.n_features, requires_grad=True)
-    optimizer = torch.optim.Adam([delta], lr=lr)
+    optimizer = adam([delta], lr=lr)
     user = torch.zeros(tasks.num_tasks, 0)
     for _ in range(steps):
         optimizer.zero_grad()
@@ -266,7 +267,7 @@ def meta_train_residual(base: Tensor, scale: Tensor, train_bank: ScorerBank, tra
     n_items = train_tasks.candidates.shape[1]
     model = ResidualMixture(base, scale, n_items, emb_dim=config.emb_dim, init_lr=config.init_lr,
                             sharpness=fit_sharpness(base, train_bank, train_tasks))
-    optimizer = torch.optim.Adam([
+    optimizer = adam([
         {"params": [model.item_emb], "lr": config.outer_lr},
         {"params": [model.log_lr_delta, model.log_lr_user], "lr": config.step_size_lr},
     ])

@@ -35,7 +35,7 @@ from metarec_ref.batch import TaskBatch
 from metarec_ref.eval.metrics import per_task_auc
 from metarec_ref.meta.functional import NonFiniteInnerLoopError
 from metarec_ref.meta.losses import masked_bce_loss
-from metarec_ref.runtime import progress_disabled
+from metarec_ref.runtime import adam, progress_disabled
 
 CHECKPOINT_FORMAT = 1
 OUTER_UPDATES = ("optimizer", "learner")
@@ -156,7 +156,7 @@ class EarlyStopping:
 def _outer_optimizer(learner: nn.Module, optimizer, outer_lr: float) -> torch.optim.Optimizer:
     """The optimizer given, one built by the factory given, or Adam at ``outer_lr``."""
     if optimizer is None:
-        return torch.optim.Adam(learner.parameters(), lr=outer_lr)
+        return adam(learner.parameters(), lr=outer_lr)
     if isinstance(optimizer, torch.optim.Optimizer):
         mine = {id(p) for p in learner.parameters()}
         foreign = [p for group in optimizer.param_groups for p in group["params"] if id(p) not in mine]

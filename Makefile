@@ -75,8 +75,9 @@ notebooks: $(STAMP)
 	ls notebooks/*.ipynb | grep -v -x -F $(addprefix -e ,$(LAST_NOTEBOOKS)) | xargs -P $(NOTEBOOK_JOBS) -n 1 $(EXECUTE)
 	for nb in $(wildcard $(LAST_NOTEBOOKS)); do $(EXECUTE) $$nb || exit 1; done
 
-# Strict nbval of every chapter under settings that imitate another CPU (tests/portability.py):
-# run it before committing executed notebooks. `make test` runs it on the cheapest chapters.
+# Strict nbval of every chapter with the kernel on processors emulated by qemu-x86_64
+# (tests/portability.py): run it before committing executed notebooks (about ten times slower).
+# `make test` checks the library's fingerprint and chapter 4 that way.
 portability: $(STAMP)
 	METAREC_QUIET=1 $(BIN)/python -m tests.portability notebooks/*.ipynb
 

@@ -46,10 +46,18 @@ def adam(params, lr: float = 1e-3, **kwargs) -> torch.optim.Adam:
     ``kwargs`` are those of ``torch.optim.Adam``.
     """
     groups = list(params)
+    tensors = [t for g in groups for t in (g["params"] if isinstance(g, dict) else [g])]
+    fused = bool(tensors) and all(t.device.type in _fused_adam_devices() and t.is_floating_point() for t in tensors)
+    return torch.optim.Adam(groups, lr=lr, fused=fused or None, **kwargs)
+
+
+def _fused_adam_devices() -> list[str]:
+    """The device types with torch's fused optimizer kernels (torch checks only at the first step)."""
     try:
-        return torch.optim.Adam(groups, lr=lr, fused=True, **kwargs)
-    except RuntimeError:  # a device or dtype without the fused kernel (torch says which)
-        return torch.optim.Adam(groups, lr=lr, **kwargs)
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+    except ImportError:  # a torch that moved it: the devices every supported release has
+        return ["cpu", "cuda"]
+    return _get_fused_kernels_supported_devices()
 
 
 def exact_sqrt(x: torch.Tensor) -> torch.Tensor:

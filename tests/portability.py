@@ -25,8 +25,8 @@ from metarec_ref.numerics import EMULATE_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# qemu-x86_64 CPU models: an Intel processor with AVX2 and FMA, and one with AVX and no AVX2.
-EMULATED_CPUS = {"intel-haswell": "Haswell-v4", "intel-sandybridge": "SandyBridge-v2"}
+# qemu-x86_64 CPU models of two vendors (AVX2 and FMA both; qemu emulates no AVX-512).
+EMULATED_CPUS = {"intel-haswell": "Haswell-v4", "amd-epyc": "EPYC-Milan"}
 
 NBVAL = ["-p", "tests.nbval_plugin", "--nbval", "--nbval-kernel-name", "python3",
          "--nbval-sanitize-with", "tests/nbval_sanitize.cfg"]
@@ -69,3 +69,20 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv[1:]))
+
+
+# The processor's brand string from the CPUID instruction itself (leaves 0x80000002-4), which an
+# emulator answers as the CPU it emulates: what a kernel runs on, whatever /proc says.
+CPU_BRAND_PROBE = """
+import ctypes, mmap
+_code = bytes([0x53, 0x89, 0xf0, 0x31, 0xc9, 0x0f, 0xa2, 0x89, 0x07, 0x89, 0x5f, 0x04,
+               0x89, 0x4f, 0x08, 0x89, 0x57, 0x0c, 0x5b, 0xc3])  # cpuid(leaf) -> 16 bytes at out
+_page = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+_page.write(_code)
+_cpuid = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32)(
+    ctypes.addressof(ctypes.c_char.from_buffer(_page)))
+_out = ctypes.create_string_buffer(48)
+for _i, _leaf in enumerate((0x80000002, 0x80000003, 0x80000004)):
+    _cpuid(ctypes.addressof(_out) + 16 * _i, _leaf)
+print(_out.raw.rstrip(b"\\0").decode().strip())
+"""

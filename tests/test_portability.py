@@ -1,7 +1,9 @@
-"""The committed outputs of the cheapest chapters under settings that imitate another CPU.
+"""Do results reproduce on another processor? The same computations here and on emulated ones.
 
-``make test`` runs strict nbval of every chapter on this machine; this runs it again, on the
-cheapest chapters, as another machine would (``tests/portability.py``). ``make portability``
+``make test`` runs strict nbval of every chapter on this machine. This file runs, on processors
+emulated by ``qemu-x86_64`` (``tests/portability.py``): the fingerprint of the computations the
+chapters rely on (``tests/fingerprint.py``: meta-training with Adam, item-kNN, standardised
+scores, RMSE, the bootstrap), and strict nbval of the cheapest chapter. ``make portability``
 does every chapter.
 """
 
@@ -14,35 +16,89 @@ import sys
 
 import pytest
 
-from metarec_ref.numerics import kernel_environment, pinned_env
-from tests.portability import IMITATIONS, ROOT, run_nbval
+from metarec_ref.numerics import EMULATE_ENV, kernel_environment, pinned_env
+from tests.portability import CPU_BRAND_PROBE, EMULATED_CPUS, ROOT, emulator_missing, run_nbval
 
-# The two quickest chapters that still run torch, MKL and numpy reductions: the tour, and
-# chapter 4, whose memorised losses and meta-gradients first showed the dependence.
-CHEAPEST = ["notebooks/00_tour.ipynb", "notebooks/04_article_code_debugged.ipynb"]
+needs_emulator = pytest.mark.skipif(emulator_missing() is not None, reason=str(emulator_missing()))
+
+# What an AVX2 machine with two threads picks where nothing pins it.
+MACHINE_CHOICES = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "MKL_CBWR": "AVX2",
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "OPENBLAS_CORETYPE": "Haswell",
+    "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
+    "GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ,-AVX512CD",
+    "OMP_NUM_THREADS": "2",
+    "MKL_NUM_THREADS": "2",
+    "OPENBLAS_NUM_THREADS": "2",
+}
+
+
+def fingerprint(cpu: str | None) -> dict:
+    """``tests/fingerprint.py``'s hashes, pinned, here (None) or on the emulated ``cpu``."""
+    command = [sys.executable, "-m", "tests.fingerprint"]
+    if cpu is not None:
+        command = ["qemu-x86_64", "-cpu", EMULATED_CPUS[cpu], *command]
+    env = {**kernel_environment({**os.environ, "METAREC_NUMERICS": "pinned"}), "METAREC_QUIET": "1"}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def here():
+    return fingerprint(None)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("imitation", IMITATIONS)
-def test_cheapest_chapters_reproduce_on_another_machine(imitation):
-    done = run_nbval(CHEAPEST, imitation)
+@needs_emulator
+@pytest.mark.parametrize("cpu", EMULATED_CPUS)
+def test_the_same_bits_on_an_emulated_processor(here, cpu):
+    emulated = fingerprint(cpu)
+    differ = sorted(name for name in here if emulated.get(name) != here[name])
+    assert not differ, f"{differ} round differently on {cpu} ({EMULATED_CPUS[cpu]}): see metarec_ref/numerics.py"
+
+
+@pytest.mark.slow
+@needs_emulator
+def test_the_cheapest_chapter_reproduces_on_an_emulated_processor():
+    """Chapter 4 (the article's code, MAML on a small MLP): its memorised losses first showed the
+    dependence on the processor."""
+    done = run_nbval(["notebooks/04_article_code_debugged.ipynb"], "intel-haswell")
     assert done.returncode == 0, (
-        f"committed outputs differ under {imitation} settings:\n{done.stdout[-6000:]}\n"
-        "re-execute with `make notebooks` (pinned numerics) and commit"
-    )
+        f"committed outputs differ on an emulated {EMULATED_CPUS['intel-haswell']}:\n{done.stdout[-6000:]}")
+
+
+@needs_emulator
+def test_the_kernel_runs_on_the_emulated_processor():
+    """With METAREC_EMULATE_CPU the notebook kernel runs on the emulated CPU (its CPUID brand), pinned."""
+    from jupyter_client.manager import start_new_kernel
+
+    env = {**os.environ, "METAREC_NUMERICS": "pinned", EMULATE_ENV: EMULATED_CPUS["intel-haswell"]}
+    manager, client = start_new_kernel(kernel_name="python3", env=env, cwd=str(ROOT), startup_timeout=600)
+    try:
+        lines = []
+        client.execute_interactive(CPU_BRAND_PROBE + "import os; print(os.environ['OMP_NUM_THREADS'])",
+                                   output_hook=lambda msg: lines.append(msg["content"].get("text", "")), timeout=600)
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    brand, threads = "".join(lines).split("\n")[:2]
+    assert "Haswell" in brand and threads == "1"
 
 
 def test_the_kernel_pins_what_a_machine_would_choose():
-    """Every variable an imitation sets is one the pinned kernel overrides or removes."""
-    for settings in IMITATIONS.values():
-        env = kernel_environment({**settings, "METAREC_NUMERICS": "pinned"})
-        for name, value in settings.items():
-            assert env.get(name) != value, f"{name}={value} would reach the kernel"
+    """Every variable a machine would choose is one the pinned kernel overrides or removes."""
+    env = kernel_environment({**MACHINE_CHOICES, "METAREC_NUMERICS": "pinned"})
+    for name, value in MACHINE_CHOICES.items():
+        assert env.get(name) != value, f"{name}={value} would reach the kernel"
 
 
 def test_native_mode_leaves_the_machine_alone():
-    settings = next(iter(IMITATIONS.values()))
-    assert kernel_environment({**settings, "METAREC_NUMERICS": "native"}) == {**settings, "METAREC_NUMERICS": "native"}
+    assert kernel_environment({**MACHINE_CHOICES, "METAREC_NUMERICS": "native"}) == {
+        **MACHINE_CHOICES, "METAREC_NUMERICS": "native"}
     with pytest.raises(ValueError, match="not a numerics mode"):
         kernel_environment({"METAREC_NUMERICS": "fast"})
 
@@ -53,7 +109,8 @@ def test_the_installed_kernel_runs_pinned():
              "'threads': torch.get_num_threads(), 'env': {k: os.environ.get(k) for k in %r}}))" % sorted(pinned_env()))
     from jupyter_client.manager import start_new_kernel
 
-    env = {**os.environ, **next(iter(IMITATIONS.values())), "METAREC_NUMERICS": "pinned"}
+    env = {**os.environ, **MACHINE_CHOICES, "METAREC_NUMERICS": "pinned"}
+    env.pop(EMULATE_ENV, None)
     manager, client = start_new_kernel(kernel_name="python3", env=env, cwd=str(ROOT))
     try:
         lines = []

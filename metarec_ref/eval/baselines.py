@@ -32,10 +32,9 @@ from metarec_ref.batch import Features, TaskBatch, map_features
 from metarec_ref.meta.fast_weights import FastWeights, ParamFilter, select_params
 from metarec_ref.meta.forward import score_fast_weights
 from metarec_ref.meta.functional import inner_loop
-from metarec_ref.runtime import adam
 from metarec_ref.meta.losses import LossFn, masked_bce_loss
 from metarec_ref.meta.tracing import BatchedTaskLoss
-from metarec_ref.runtime import GridSearch, bracketed_grid_search, progress_disabled, warn_if_on_grid_edge
+from metarec_ref.runtime import GridSearch, adam, bracketed_grid_search, progress_disabled, warn_if_on_grid_edge
 
 
 def pool_events(batch: TaskBatch, include_query: bool = True) -> tuple[Features, Tensor]:

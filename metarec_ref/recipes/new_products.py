@@ -184,7 +184,7 @@ def meta_train_generator(tables: CustomerTables, train_content: Tensor, train_ta
             model.generator[0].bias.zero_()
     steps = config.warm_up_steps if train_tasks.support.shape[1] else 0
     optimizer = adam([{"params": model.generator.parameters(), "lr": config.outer_lr},
-                                  {"params": [model.log_lr], "lr": config.step_size_lr}])
+                      {"params": [model.log_lr], "lr": config.step_size_lr}])
     generator = torch.Generator().manual_seed(seed)
 
     def validation() -> float:

@@ -30,9 +30,9 @@ from metarec_ref.data.encoders import Encoders
 from metarec_ref.eval.classical import ItemItemMethod, RecentPopularity
 from metarec_ref.eval.evaluate import EvalTasks
 from metarec_ref.eval.metrics import per_task_hit_rate, per_task_ndcg
-from metarec_ref.runtime import adam
 from metarec_ref.models.item_item import support_item_codes
 from metarec_ref.models.residual_mixture import ResidualMixture, listwise_nll
+from metarec_ref.runtime import adam
 from metarec_ref.train.checkpoints import train_keeping_best
 
 

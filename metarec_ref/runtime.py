@@ -16,6 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+try:  # the device types with torch's fused optimizer kernels (torch checks only at the first step)
+    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+except ImportError:  # a torch that moved it: the devices every supported release has
+    _FUSED_ADAM_DEVICES = ["cpu", "cuda"]
+else:
+    _FUSED_ADAM_DEVICES = _get_fused_kernels_supported_devices()
+
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
     """Seed python, numpy and torch; make torch kernels deterministic where possible."""
@@ -45,19 +52,16 @@ def adam(params, lr: float = 1e-3, **kwargs) -> torch.optim.Adam:
     CPU; ``torch.optim.Adam``'s default implementation does not (see above). ``params`` and
     ``kwargs`` are those of ``torch.optim.Adam``.
     """
-    groups = list(params)
+    groups = [_listed(g) if isinstance(g, dict) else g for g in params]
     tensors = [t for g in groups for t in (g["params"] if isinstance(g, dict) else [g])]
-    fused = bool(tensors) and all(t.device.type in _fused_adam_devices() and t.is_floating_point() for t in tensors)
+    fused = bool(tensors) and all(t.device.type in _FUSED_ADAM_DEVICES and t.is_floating_point() for t in tensors)
     return torch.optim.Adam(groups, lr=lr, fused=fused or None, **kwargs)
 
 
-def _fused_adam_devices() -> list[str]:
-    """The device types with torch's fused optimizer kernels (torch checks only at the first step)."""
-    try:
-        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
-    except ImportError:  # a torch that moved it: the devices every supported release has
-        return ["cpu", "cuda"]
-    return _get_fused_kernels_supported_devices()
+def _listed(group: dict) -> dict:
+    """A parameter group whose ``params`` is a list (torch also takes one tensor or an iterator)."""
+    params = group["params"]
+    return {**group, "params": [params] if isinstance(params, torch.Tensor) else list(params)}
 
 
 def exact_sqrt(x: torch.Tensor) -> torch.Tensor:

@@ -55,8 +55,9 @@ def test_adam_is_torchs_fused_adam():
 
 def test_adam_takes_parameter_groups_and_falls_back_where_there_is_no_fused_kernel():
     a, b = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(3))
-    groups = adam([{"params": [a]}, {"params": [b], "lr": 0.5}], lr=0.1)
+    groups = adam([{"params": iter([a])}, {"params": b, "lr": 0.5}], lr=0.1)  # any form torch takes
     assert [g["lr"] for g in groups.param_groups] == [0.1, 0.5]
+    assert [g["params"] for g in groups.param_groups] == [[a], [b]] and groups.defaults["fused"]
     complex_param = torch.nn.Parameter(torch.ones(2, dtype=torch.complex64))
     assert not adam([complex_param], lr=0.1).defaults["fused"]
 

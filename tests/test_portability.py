@@ -71,21 +71,27 @@ def test_the_cheapest_chapter_reproduces_on_an_emulated_processor():
         f"committed outputs differ on an emulated {EMULATED_CPUS['intel-haswell']}:\n{done.stdout[-6000:]}")
 
 
-@needs_emulator
-def test_the_kernel_runs_on_the_emulated_processor():
-    """With METAREC_EMULATE_CPU the notebook kernel runs on the emulated CPU (its CPUID brand), pinned."""
+def kernel_output(code: str, env: dict, timeout: float = 120) -> str:
+    """What ``code`` prints in the installed ``python3`` kernel started with ``env``."""
     from jupyter_client.manager import start_new_kernel
 
-    env = {**os.environ, "METAREC_NUMERICS": "pinned", EMULATE_ENV: EMULATED_CPUS["intel-haswell"]}
-    manager, client = start_new_kernel(kernel_name="python3", env=env, cwd=str(ROOT), startup_timeout=600)
+    manager, client = start_new_kernel(kernel_name="python3", env=env, cwd=str(ROOT), startup_timeout=timeout)
     try:
         lines = []
-        client.execute_interactive(CPU_BRAND_PROBE + "import os; print(os.environ['OMP_NUM_THREADS'])",
-                                   output_hook=lambda msg: lines.append(msg["content"].get("text", "")), timeout=600)
+        client.execute_interactive(code, output_hook=lambda msg: lines.append(msg["content"].get("text", "")),
+                                   timeout=timeout)
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
-    brand, threads = "".join(lines).split("\n")[:2]
+    return "".join(lines)
+
+
+@needs_emulator
+def test_the_kernel_runs_on_the_emulated_processor():
+    """With METAREC_EMULATE_CPU the notebook kernel runs on the emulated CPU (its CPUID brand), pinned."""
+    env = {**os.environ, "METAREC_NUMERICS": "pinned", EMULATE_ENV: EMULATED_CPUS["intel-haswell"]}
+    printed = kernel_output(CPU_BRAND_PROBE + "import os; print(os.environ['OMP_NUM_THREADS'])", env, timeout=600)
+    brand, threads = printed.split("\n")[:2]
     assert "Haswell" in brand and threads == "1"
 
 
@@ -107,19 +113,9 @@ def test_the_installed_kernel_runs_pinned():
     """The kernel `make venv` installs is the one notebooks run on, and it starts pinned."""
     probe = ("import json, os, torch; print(json.dumps({'capability': torch.backends.cpu.get_cpu_capability(), "
              "'threads': torch.get_num_threads(), 'env': {k: os.environ.get(k) for k in %r}}))" % sorted(pinned_env()))
-    from jupyter_client.manager import start_new_kernel
-
     env = {**os.environ, **MACHINE_CHOICES, "METAREC_NUMERICS": "pinned"}
     env.pop(EMULATE_ENV, None)
-    manager, client = start_new_kernel(kernel_name="python3", env=env, cwd=str(ROOT))
-    try:
-        lines = []
-        client.execute_interactive(probe, output_hook=lambda msg: lines.append(msg["content"].get("text", "")),
-                                   timeout=120)
-    finally:
-        client.stop_channels()
-        manager.shutdown_kernel(now=True)
-    seen = json.loads("".join(lines))
+    seen = json.loads(kernel_output(probe, env))
     assert seen["env"] == pinned_env()
     assert seen["threads"] == 1
     if "ATEN_CPU_CAPABILITY" in pinned_env():

@@ -10,7 +10,8 @@ None of them may change a digit of the committed outputs.
 
 ``python -m tests.portability NOTEBOOK ...`` checks the notebooks on every emulated processor
 (``make portability`` does all chapters, before outputs are committed; emulation is about ten
-times slower); ``tests/test_portability.py`` checks the cheapest chapters in ``make test``.
+times slower); ``tests/test_portability.py`` checks the library's fingerprint and chapter 4 in
+``make test``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@ then on Parquet logs of 1.5M, 15M and 100M purchases read out of core.
 
 Writes the log as a gzip-compressed CSV in a foreign layout (baskets, quantities), runs the README's
 own-data command on it (papermill, default parameters), and measures the wall time and the peak
-memory of the kernel that ran the chapter. Then, for each size in ``--out-of-core``, writes the same
+memory of the kernel that ran the chapter, and the peak of the memory of all its processes together (the
+kernel and the workers that meta-train the learners side by side). Then, for each size in ``--out-of-core``, writes the same
 kind of panel as Parquet (600 lines per household, part by part, so it need not fit in memory) and
 runs the chapter on it with ``-p MAX_USERS 2500``: DuckDB counts the whole log and the chapter
 analyses a random sample of 2,500 households. The kernel is the pinned one (one thread) unless
@@ -23,12 +24,14 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import nbformat
 import numpy as np
 import pandas as pd
+import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -88,10 +91,41 @@ def write_panel(path: Path, n_events: int, n_items: int, n_households: int, seed
     return {"events": n_events, "products": int(seen.sum()), "households": n_households, "returns": returns}
 
 
-def run_chapter(data: Path, out: Path, *parameters: str) -> tuple[float, float, dict]:
-    """The README's own-data command on ``data`` with extra ``-p`` parameters: seconds, the kernel's
-    peak memory in MB (measured in a wrapper process of its own, so each run has its own peak) and
-    the chapter's glued values."""
+class TreeMemory(threading.Thread):
+    """The peak of the summed memory of a process and all its descendants (the kernel and the
+    worker processes it starts), sampled every ``interval`` seconds: RSS (shared pages counted in
+    every process, an upper bound) and PSS (shared pages split between the processes sharing them)."""
+
+    def __init__(self, pid: int, interval: float = 0.5):
+        super().__init__(daemon=True)
+        self.root, self.interval, self.done = psutil.Process(pid), interval, threading.Event()
+        self.peak_rss_mb = self.peak_pss_mb = 0.0
+        self.peak_processes = 0
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            rss = pss = 0
+            try:
+                tree = [self.root, *self.root.children(recursive=True)]
+            except psutil.Error:
+                break
+            for process in tree:
+                try:
+                    info = process.memory_full_info()
+                except psutil.Error:  # ended between the listing and the reading
+                    continue
+                rss, pss = rss + info.rss, pss + info.pss
+            self.peak_rss_mb = max(self.peak_rss_mb, rss / 2**20)
+            self.peak_pss_mb = max(self.peak_pss_mb, pss / 2**20)
+            self.peak_processes = max(self.peak_processes, len(tree))
+            self.done.wait(self.interval)
+
+
+def run_chapter(data: Path, out: Path, *parameters: str) -> tuple[float, dict, dict]:
+    """The README's own-data command on ``data`` with extra ``-p`` parameters: seconds, memory
+    (the kernel's peak in MB, measured in a wrapper process of its own so each run has its own
+    peak, and the peak summed over every process of the run, see :class:`TreeMemory`) and the
+    chapter's glued values."""
     mapping = json.dumps({"COLUMNS": COLUMNS, "EVENT_MAP": {}})
     command = [str(Path(sys.executable).parent / "papermill"), "notebooks/08_your_data.ipynb", str(out),
                "-k", "python3", "-p", "DATA_PATH", str(data), "-p", "DROP_RETURNS", "True", *parameters,
@@ -99,18 +133,25 @@ def run_chapter(data: Path, out: Path, *parameters: str) -> tuple[float, float, 
     wrapper = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:]); "
                "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(done.returncode)")
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", wrapper, *command], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "METAREC_QUIET": "1"})
+    process = subprocess.Popen([sys.executable, "-c", wrapper, *command], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "METAREC_QUIET": "1"})
+    tree = TreeMemory(process.pid)
+    tree.start()
+    stdout, stderr = process.communicate()
     seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        print(done.stderr[-4000:], file=sys.stderr)
-        raise SystemExit(f"the chapter failed on {data.name} with exit status {done.returncode}")
-    peak_mb = int(done.stdout.strip().splitlines()[-1]) / 1024  # the largest child of the wrapper: the kernel
+    tree.done.set()
+    tree.join()
+    if process.returncode != 0:
+        print(stderr[-4000:], file=sys.stderr)
+        raise SystemExit(f"the chapter failed on {data.name} with exit status {process.returncode}")
+    memory = {"kernel_peak_rss_mb": round(int(stdout.strip().splitlines()[-1]) / 1024),  # the wrapper's largest child
+              "all_processes_peak_rss_mb": round(tree.peak_rss_mb), "all_processes_peak_pss_mb": round(tree.peak_pss_mb),
+              "most_processes": tree.peak_processes}
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     from tests.notebooks.harness import glued_values
 
-    return seconds, peak_mb, glued_values(nbformat.read(out, as_version=4))
+    return seconds, memory, glued_values(nbformat.read(out, as_version=4))
 
 
 def out_of_core_run(work: Path, n_events: int, n_items: int, max_users: int) -> dict:
@@ -119,12 +160,12 @@ def out_of_core_run(work: Path, n_events: int, n_items: int, max_users: int) -> 
     start = time.perf_counter()
     made = write_panel(data, n_events, n_items, max(max_users, n_events // 600))
     print(f"wrote {made} to {data} in {time.perf_counter() - start:.0f} s", flush=True)
-    seconds, peak_mb, glued = run_chapter(data, work / f"result_{n_events}.ipynb", "-p", "MAX_USERS", str(max_users))
+    seconds, memory, glued = run_chapter(data, work / f"result_{n_events}.ipynb", "-p", "MAX_USERS", str(max_users))
     parquet_gb = round(data.stat().st_size / 1e9, 2)
     data.unlink()
     return {"events": n_events, "households": made["households"], "parquet_gb": parquet_gb,
             "users_read": glued.get("own_sampled_users"), "events_read": glued.get("own_events"),
-            "chapter_seconds": round(seconds, 1), "kernel_peak_rss_mb": round(peak_mb),
+            "chapter_seconds": round(seconds, 1), **memory,
             "protocol": glued.get("own_protocol"), "test_tasks": glued.get("own_test_tasks"),
             "grid_edges": glued.get("own_n_grid_edges"), "verdict": glued.get("own_verdict_sentence")}
 
@@ -143,9 +184,9 @@ def main() -> None:
     start = time.perf_counter()
     made = write_panel(data, args.events, args.items, args.households)
     print(f"wrote {made} to {data} in {time.perf_counter() - start:.0f} s", flush=True)
-    seconds, peak_mb, glued = run_chapter(data, work / "result.ipynb")
+    seconds, memory, glued = run_chapter(data, work / "result.ipynb")
     result = {
-        "log": made, "chapter_seconds": round(seconds, 1), "kernel_peak_rss_mb": round(peak_mb),
+        "log": made, "chapter_seconds": round(seconds, 1), **memory,
         "protocol": glued.get("own_protocol"), "enough": glued.get("own_enough"),
         "train_tasks": glued.get("own_train_tasks"), "test_tasks": glued.get("own_test_tasks"),
         "analysis_seconds": round(glued.get("own_seconds", float("nan")), 1), "stage_seconds": glued.get("own_timings"),
@@ -153,7 +194,7 @@ def main() -> None:
         "numerics": os.environ.get("METAREC_NUMERICS", "pinned"),
         "grid_edges": glued.get("own_n_grid_edges"), "ease": glued.get("own_ease_name"),
     }
-    print(f"in memory: {seconds:.0f} s, {peak_mb:.0f} MB", flush=True)
+    print(f"in memory: {seconds:.0f} s, {memory}", flush=True)
     sizes = [int(float(size)) for size in args.out_of_core.split(",") if size.strip()]
     result["out_of_core"] = [out_of_core_run(work, n, args.items, args.max_users) for n in sizes]
     for run in result["out_of_core"]:

@@ -1,16 +1,21 @@
 """Runtime helpers any layer may use: seeding, device choice, quiet progress bars, memory (the
 machine's, this process's peak), grid searches that extend a grid whose best value is on its edge,
-and the two operations whose CPU results would otherwise depend on the CPU (:func:`adam`,
-:func:`exact_sqrt`)."""
+the two operations whose CPU results would otherwise depend on the CPU (:func:`adam`,
+:func:`exact_sqrt`), and independent jobs run in parallel processes (:func:`map_in_processes`)."""
 
 from __future__ import annotations
 
+import io
 import itertools
 import math
+import multiprocessing
 import os
 import random
 import resource
 import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,6 +77,102 @@ def exact_sqrt(x: torch.Tensor) -> torch.Tensor:
     if x.device.type != "cpu":
         return x.sqrt()
     return torch.from_numpy(np.asarray(np.sqrt(x.numpy())))
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def map_in_processes(fn: Callable, jobs: Sequence[tuple], workers: int) -> list:
+    """``[fn(*job) for job in jobs]``, spread over at most ``workers`` fresh processes (1: here, in order).
+
+    Each process starts with this one's environment (the pinned numerics included), its torch
+    settings (deterministic algorithms, default dtype, matmul precision) and an equal share of its
+    threads; jobs and results travel through ``torch.save``. With the pinned numerics (one thread)
+    the results are those of the serial loop, bit for bit. ``fn`` must be importable by name (a
+    function of a module, or a ``functools.partial`` of one); an error in a job is raised here.
+    """
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+    with start_in_processes(fn, jobs, workers if workers > 1 and len(jobs) > 1 else 0) as started:
+        return started.results()
+
+
+class StartedJobs:
+    """Jobs of :func:`start_in_processes`: running in other processes while this one works on."""
+
+    def __init__(self, fn: Callable, jobs: Sequence[tuple], processes: int):
+        if not isinstance(processes, int) or processes < 0:
+            raise ValueError(f"processes must be an int >= 0, got {processes!r}")
+        self._fn, self._jobs, self._pool, self._futures = fn, list(jobs), None, []
+        processes = min(processes, len(self._jobs))
+        if processes > 0:
+            settings = (max(1, torch.get_num_threads() // processes), torch.are_deterministic_algorithms_enabled(),
+                        torch.is_deterministic_algorithms_warn_only_enabled(), torch.get_default_dtype(),
+                        torch.get_float32_matmul_precision())
+            context = multiprocessing.get_context("spawn")  # never fork a process whose threads are running
+            self._pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_start_worker,
+                                             initargs=settings)
+            self._futures = [self._pool.submit(_run_saved, _saved((fn, job))) for job in self._jobs]
+
+    def results(self) -> list:
+        """Every job's result, in the order of the jobs (no processes: the jobs run now, here)."""
+        if self._pool is None:
+            return [self._fn(*job) for job in self._jobs]
+        return [_loaded(future.result()) for future in self._futures]
+
+    def __enter__(self) -> StartedJobs:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._pool is not None:  # jobs not collected (an error here) are cancelled or left to end
+            self._pool.shutdown(wait=exc[0] is None, cancel_futures=True)
+
+
+@contextmanager
+def leaving_cores(processes: int):
+    """Inside the block, this process runs ``processes`` fewer torch threads (at least one): the
+    cores that many worker processes use meanwhile, so that no core runs two threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads - max(processes, 0)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def start_in_processes(fn: Callable, jobs: Sequence[tuple], processes: int) -> StartedJobs:
+    """Start ``fn(*job)`` for every job in ``processes`` fresh processes (at most one per job) and
+    return at once, so this process can work meanwhile; collect with ``results()`` inside ``with``,
+    so that the processes end with it. 0 processes: the jobs run here when ``results()`` is called.
+    Processes, settings and results as in :func:`map_in_processes`."""
+    return StartedJobs(fn, jobs, processes)
+
+
+def _start_worker(threads: int, deterministic: bool, warn_only: bool, dtype: torch.dtype, precision: str) -> None:
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+    torch.set_default_dtype(dtype)
+    torch.set_float32_matmul_precision(precision)
+
+
+def _saved(obj) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def _loaded(data: bytes):
+    return torch.load(io.BytesIO(data), weights_only=False)
+
+
+def _run_saved(data: bytes) -> bytes:
+    fn, job = _loaded(data)
+    return _saved(fn(*job))
 
 
 def default_device() -> torch.device:
@@ -268,6 +369,10 @@ def bracketed_grid_search(grids: dict, evaluate, *, natural_bounds: dict | None 
 
 __all__ = [
     "adam",
+    "available_cores",
+    "leaving_cores",
+    "map_in_processes",
+    "start_in_processes",
     "exact_sqrt",
     "GridEdgeWarning",
     "GridSearch",

@@ -122,6 +122,9 @@ class MAML(nn.Module):
         loss_fn: per-task loss ``(scores (k,), labels (k,), mask (k,)) -> scalar``, a
             mask-weighted mean (default :func:`~metarec_ref.meta.losses.masked_bce_loss` on logits).
         config: the inner loop as an :class:`InnerLoopConfig`; None: the class's ``default_config``.
+        trace_cache: the recorded graphs, shared with learners whose models are built alike (every
+            point of a grid search: each records them once, not once per learner); None: its own.
+            See :class:`~metarec_ref.meta.trace_cache.TraceCache`.
         **inner: :class:`InnerLoopConfig` fields applied over ``config`` (e.g. ``inner_steps=2``,
             ``inner_lr=0.1``, ``first_order=True``, ``adapt="head"``, ``batched=False``); an
             unknown name raises ValueError listing the fields.
@@ -143,6 +146,7 @@ class MAML(nn.Module):
         *,
         loss_fn: LossFn = masked_bce_loss,
         config: InnerLoopConfig | None = None,
+        trace_cache: TraceCache | None = None,
         **inner,
     ):
         super().__init__()
@@ -151,8 +155,11 @@ class MAML(nn.Module):
         self.model = model
         self.loss_fn = loss_fn
         self.config = self._inner_config(config, inner)
-        self._trace_cache = TraceCache()  # input signature -> recorded forward (trace=True / "auto")
         select_params(model, self.config.adapt)  # fail now if the filter selects nothing
+        if trace_cache is not None:
+            trace_cache.claim(model, loss_fn)
+        # input signature -> recorded forward (trace=True / "auto"); shared when given
+        self._trace_cache = trace_cache if trace_cache is not None else TraceCache()
 
     @classmethod
     def _inner_config(cls, config: InnerLoopConfig | None, inner: dict) -> InnerLoopConfig:

@@ -11,6 +11,11 @@
 4. score everything once on the test users, over ``n_seeds`` training seeds, and compare each
    learner with the best baseline: paired bootstrap over users and seeds, Holm-corrected over the
    learners and metrics compared.
+
+The learners are meta-trained in worker processes (``workers``, one per core by default): their grid
+searches in ``workers - 1`` processes while this one fits the classical baselines, then their later
+seeds in ``workers`` (:func:`~metarec_ref.runtime.start_in_processes`). In the pinned numerics every
+job runs on one thread, so the results are those of one process.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -32,9 +38,9 @@ from metarec_ref.data.tasks import Tasks, to_task_batch
 from metarec_ref.eval.baselines import FineTune, GlobalModel, tune_fine_tuning
 from metarec_ref.eval.evaluate import EvalTasks, per_task_metrics
 from metarec_ref.eval.metrics import summarize_methods
-from metarec_ref.eval.paired import holm_verdicts, paired_bootstrap
 from metarec_ref.recipes.item_item import item_item_training_batch
 from metarec_ref.recipes.online_retail import ClassicalGrid
+from metarec_ref.recipes.own_log_tables import grid_edges_of, meta_steps_row, tuning_rows, verdict_table
 from metarec_ref.recipes.own_log_methods import (
     ITEM_ITEM,
     LEARNER_NAMES,
@@ -48,7 +54,13 @@ from metarec_ref.recipes.own_log_methods import (
     tune_meta_learner,
 )
 from metarec_ref.eval.ease import default_ease_memory_gb
-from metarec_ref.runtime import GridEdgeWarning, GridSearch, seed_everything
+from metarec_ref.runtime import (
+    available_cores,
+    leaving_cores,
+    map_in_processes,
+    seed_everything,
+    start_in_processes,
+)
 from metarec_ref.train.meta_trainer import MetaTrainConfig
 
 # Memory per chunk of tasks ranked against the whole catalogue, by what a task holds per item: the
@@ -100,6 +112,10 @@ class OwnLogConfig:
     # The learners' grid points tried, in grid order (None: all). A count, never seconds, so the
     # results do not depend on the machine's load.
     max_grid_points: int | None = None
+    # Processes that meta-train the learners side by side (their grid searches, their later seeds);
+    # None: one per available core. The results do not depend on it (each job runs on one thread
+    # in the pinned numerics); on a GPU everything runs in this process.
+    workers: int | None = None
     n_seeds: int = 3
     n_boot: int = 2000
     seed: int = 0
@@ -108,6 +124,8 @@ class OwnLogConfig:
         unknown = [name for name in self.learners if name not in LEARNER_NAMES]
         if unknown:
             raise ValueError(f"learners {unknown} unknown; choose from {list(LEARNER_NAMES)}")
+        if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
+            raise ValueError(f"workers must be None or an int >= 1, got {self.workers!r}")
         if self.n_seeds < 1:
             raise ValueError(f"n_seeds must be >= 1, got {self.n_seeds}")
         if self.max_inner_steps < max(self.inner_steps_grid, default=1):
@@ -140,55 +158,6 @@ class OwnLogResult:
         return None if self.enough else self.choice.reason
 
 
-def tuning_rows(method: str, search: GridSearch, caps: dict | None = None) -> list[dict]:
-    """One row per tuned value: where its grid started, what the bracketing added, where it ended.
-
-    caps: values that bound an extension for budget's sake, not by nature (a chosen value there is
-    not bracketed).
-    """
-    rows = []
-    for name in search.names:
-        added, edge = search.extended[name], search.edges[name]
-        low, high = search.bounds.get(name, (None, None))
-        chosen, cap = search.chosen[name], (caps or {}).get(name)
-        where = (f"{edge} edge, not bracketed" if edge is not None else
-                 "at its budget cap, not bracketed" if cap is not None and chosen == cap else
-                 "natural bound" if chosen in (low, high) else
-                 "one value tried, not bracketed" if len(search.final[name]) == 1 else "inside")
-        rows.append({"method": method, "value": name, "chosen": str(_plain(chosen)),
-                     "starting grid": ", ".join(str(_plain(v)) for v in search.start[name]),
-                     "added": ", ".join(str(_plain(v)) for v in added) or "-", "chosen value is": where})
-    return rows
-
-
-def _plain(value):
-    """A grid value as a reader writes it: 0.1 not 0.1000000001, 30 not 30.0."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return float(f"{value:.4g}") if isinstance(value, float) else value
-
-
-def meta_steps_row(method: str, best_step: int, outer: MetaTrainConfig) -> dict:
-    """The meta-steps kept by early stopping, as a row of the tuning table (a budget, not a grid)."""
-    end = best_step >= outer.meta_steps
-    return {"method": method, "value": "meta_steps", "chosen": str(best_step),
-            "starting grid": f"early stopping, every {outer.eval_every} up to {outer.meta_steps}", "added": "-",
-            "chosen value is": "the budget's end (still improving)" if end else "inside"}
-
-
-def grid_edges_of(table: pd.DataFrame) -> list[str]:
-    """The tuned values still on an edge of their grid, each in one line (and a warning)."""
-    edges = []
-    for row in table.to_dict("records"):
-        if row["chosen value is"].endswith("not bracketed"):
-            where = row["chosen value is"].removesuffix(", not bracketed")
-            message = (f"{row['method']}: {row['value']} = {row['chosen']} is not bracketed ({where}; grid "
-                       f"started at {row['starting grid']}, added {row['added']})")
-            warnings.warn(message, GridEdgeWarning, stacklevel=2)
-            edges.append(message)
-    return edges
-
-
 def _capped(tasks: Tasks, cap: int, seed: int) -> Tasks:
     """A random subset of at most ``cap`` tasks (all when fewer), in their original order."""
     if tasks.num_tasks <= cap:
@@ -206,31 +175,9 @@ def _eval_tasks(tasks: Tasks, encoders: Encoders, device, ranking: bool) -> Eval
     return EvalTasks.from_tasks(tasks, encoders, device) if ranking else EvalTasks(to_task_batch(tasks, encoders, device))
 
 
-def verdict_table(per_task: dict[str, dict[str, torch.Tensor]], learners: list[str], baselines: list[str],
-                  metrics: tuple[str, ...], n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Each learner against the best baseline per metric, Holm-corrected over the whole table.
-
-    per_task: ``{method: {metric: (tasks,) or (seeds, tasks)}}`` on the same test users. The
-    reference is the baseline with the best mean; the CI resamples users and seeds; a verdict is
-    "better" / "worse" only when the Holm-adjusted p-value is below 0.05
-    (:func:`~metarec_ref.eval.paired.holm_verdicts`).
-    """
-    rows = []
-    for metric in metrics:
-        means = {b: float(torch.as_tensor(per_task[b][metric]).to(torch.float64).nanmean()) for b in baselines}
-        reference = max(means, key=means.get)
-        for name in learners:
-            d = paired_bootstrap(per_task[name][metric], per_task[reference][metric], n_boot, seed=seed)
-            rows.append({"learner": name, "metric": metric, "reference": reference, "diff": d.mean,
-                         "ci_low": d.ci_low, "ci_high": d.ci_high, "p_value": d.p_value, "n_tasks": d.n_tasks,
-                         "verdict": d.verdict})
-    table = pd.DataFrame(rows)
-    if table.empty:
-        return table
-    table = holm_verdicts(table, level=0.95)
-    table["verdict"] = table.pop("verdict_holm")
-    table["comparisons"] = len(table)
-    return table
+def _retrained(recipe: LearnerRecipe, train_batch, val_batch, inner_lr: float, inner_steps: int, seed: int):
+    """The learner meta-trained anew with tuned values and another seed (a job of map_in_processes)."""
+    return train_meta_learner(recipe, train_batch, val_batch, inner_lr=inner_lr, inner_steps=inner_steps, seed=seed)[0]
 
 
 def run_own_log(events: pd.DataFrame, config: OwnLogConfig | None = None,
@@ -306,38 +253,45 @@ def run_own_log(events: pd.DataFrame, config: OwnLogConfig | None = None,
     per_task: dict[str, dict[str, torch.Tensor]] = {}
     baselines: list[str] = []
     rows: list[dict] = []  # the tuning table
-    if ranking:
-        say("classical baselines")
-        grid = ClassicalGrid(config.shrinkage_grid, config.ease_lambdas, config.window_days)
-        ease_gb = config.ease_memory_gb if config.ease_memory_gb is not None else default_ease_memory_gb()
-        classical, result.skipped = fit_classical(choice.parts.train, encoders, val, grid, ease_memory_gb=ease_gb,
-                                                  max_extensions=config.max_extensions, chunk_size=classical_chunk)
-        for name, fitted in classical.items():
-            per_task[name] = scores(fitted.method, test, classical_chunk)
-            result.tuning[name] = fitted.chosen
-            if fitted.search is not None:
-                rows += tuning_rows(name, fitted.search)
-            baselines.append(name)
-        lap("classical baselines")
-
-    say("meta-learner tuning")
-    tuned, recipes = {}, {}
-    learner_grids = {"inner_lr": list(config.inner_lr_grid), "inner_steps": list(config.inner_steps_grid)}
-    # Evaluations every tenth of the meta-steps, stopping after 3 without a better validation AUC.
+    # The learners' grid searches start now, in worker processes, and run beside the classical
+    # baselines; meta-training evaluates every tenth of the meta-steps, stopping after 3 without a better
+    # validation AUC.
     outer = MetaTrainConfig(meta_batch_size=min(config.meta_batch_size, train_batch.num_tasks),
                             outer_lr=config.outer_lr, meta_steps=config.max_meta_steps,
                             eval_every=max(config.max_meta_steps // 10, 1), patience=3, monitor="val_auc")
-    for algorithm in (a for a in config.learners if a != ITEM_ITEM):
-        recipes[algorithm] = LearnerRecipe(algorithm, config.model, encoders.spec, config.adapt, outer, device)
-        tuned[algorithm] = tune_meta_learner(recipes[algorithm], train_batch, val.batch, learner_grids,
-                                             seed=config.seed, max_grid_points=config.max_grid_points,
-                                             max_extensions=config.max_extensions,
-                                             max_inner_steps=config.max_inner_steps)
-        result.tuning[LEARNER_NAMES[algorithm]] = {**tuned[algorithm].chosen,
-                                                   "grid points tried": len(tuned[algorithm].grid)}
-        rows += tuning_rows(LEARNER_NAMES[algorithm], tuned[algorithm].search,
-                            {"inner_steps": config.max_inner_steps})
-        rows.append(meta_steps_row(LEARNER_NAMES[algorithm], tuned[algorithm].chosen["meta_steps"], outer))
+    algorithms = [a for a in config.learners if a != ITEM_ITEM]
+    recipes = {a: LearnerRecipe(a, config.model, encoders.spec, config.adapt, outer, device) for a in algorithms}
+    workers = 1 if torch.device(device).type != "cpu" else config.workers or available_cores()
+    tune = partial(tune_meta_learner, seed=config.seed, max_grid_points=config.max_grid_points,
+                   max_extensions=config.max_extensions, max_inner_steps=config.max_inner_steps)
+    learner_grids = {"inner_lr": list(config.inner_lr_grid), "inner_steps": list(config.inner_steps_grid)}
+    # This process fits the baselines meanwhile: it takes one worker's place (with one worker, the
+    # searches run here after the baselines).
+    with start_in_processes(tune, [(recipes[a], train_batch, val.batch, learner_grids) for a in algorithms],
+                            workers - 1) as tuning:
+        if ranking:
+            say("classical baselines")
+            with leaving_cores(workers - 1 if algorithms else 0):
+                grid = ClassicalGrid(config.shrinkage_grid, config.ease_lambdas, config.window_days)
+                ease_gb = config.ease_memory_gb if config.ease_memory_gb is not None else default_ease_memory_gb()
+                classical, result.skipped = fit_classical(choice.parts.train, encoders, val, grid,
+                                                          ease_memory_gb=ease_gb, max_extensions=config.max_extensions,
+                                                          chunk_size=classical_chunk)
+                for name, fitted in classical.items():
+                    per_task[name] = scores(fitted.method, test, classical_chunk)
+                    result.tuning[name] = fitted.chosen
+                    if fitted.search is not None:
+                        rows += tuning_rows(name, fitted.search)
+                    baselines.append(name)
+            lap("classical baselines")
+        say("meta-learner tuning")
+        searches = tuning.results()
+    tuned = {}
+    for algorithm, fitted in zip(algorithms, searches):
+        tuned[algorithm] = fitted
+        result.tuning[LEARNER_NAMES[algorithm]] = {**fitted.chosen, "grid points tried": len(fitted.grid)}
+        rows += tuning_rows(LEARNER_NAMES[algorithm], fitted.search, {"inner_steps": config.max_inner_steps})
+        rows.append(meta_steps_row(LEARNER_NAMES[algorithm], fitted.chosen["meta_steps"], outer))
     lap("meta-learner tuning")
     # Fine-tuning's grid holds every learner's chosen inner steps: the same adaptation budget.
     steps_grid = sorted({1, 3, *(t.chosen["inner_steps"] for t in tuned.values())})
@@ -367,6 +321,11 @@ def run_own_log(events: pd.DataFrame, config: OwnLogConfig | None = None,
             ii_test = item_item_tasks(test, item_item)
 
     say("training over seeds")
+    # The learners of the later seeds, meta-trained side by side with the values tuned above.
+    later = [(algorithm, config.seed + s) for s in range(1, config.n_seeds) for algorithm in tuned]
+    retrained = dict(zip(later, map_in_processes(_retrained, [
+        (recipes[a], train_batch, val.batch, tuned[a].chosen["inner_lr"], tuned[a].chosen["inner_steps"], seed)
+        for a, seed in later], workers)))
     seeded: dict[str, list[dict[str, torch.Tensor]]] = {}
     for s in range(config.n_seeds):
         seed = config.seed + s
@@ -385,9 +344,7 @@ def run_own_log(events: pd.DataFrame, config: OwnLogConfig | None = None,
         seeded.setdefault("global model", []).append(scores(GlobalModel(global_model), test))
         seeded.setdefault("fine-tune", []).append(scores(fine_tune_method, test))
         for algorithm, fitted in tuned.items():
-            learner = fitted.method if s == 0 else train_meta_learner(
-                recipes[algorithm], train_batch, val.batch, inner_lr=fitted.chosen["inner_lr"],
-                inner_steps=fitted.chosen["inner_steps"], seed=seed)[0]
+            learner = fitted.method if s == 0 else retrained[algorithm, seed]
             seeded.setdefault(LEARNER_NAMES[algorithm], []).append(scores(learner, test))
         if item_item is not None:
             learner = train_item_item(item_item, ii_train, val, seed)

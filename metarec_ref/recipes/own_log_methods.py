@@ -40,6 +40,7 @@ from metarec_ref.eval.ease import EASE, ease_items_within
 from metarec_ref.eval.ease import ease_memory_gb as ease_memory_gb_of
 from metarec_ref.eval.evaluate import EvalTasks, per_task_metrics
 from metarec_ref.meta.learners import ALGORITHMS, build_learner
+from metarec_ref.meta.trace_cache import TraceCache
 from metarec_ref.models.recommenders import build_model
 from metarec_ref.recipes.item_item import (
     ItemItemConfig,
@@ -175,7 +176,9 @@ class LearnerRecipe:
     """What every grid point and seed of one learner share: the algorithm, the model, what adapts, the outer loop.
 
     outer: the outer loop (meta-batch size, outer learning rate, at most ``meta_steps``), early-stopped
-    on validation AUC; its seed is replaced by each run's.
+    on validation AUC; its seed is replaced by each run's. traces: the graphs every learner of the
+    recipe records (:class:`~metarec_ref.meta.trace_cache.TraceCache`): their models are built
+    alike, so each input shape is traced once for the whole grid and every seed.
     """
 
     algorithm: str
@@ -184,6 +187,7 @@ class LearnerRecipe:
     adapt: str
     outer: MetaTrainConfig
     device: torch.device | str = "cpu"
+    traces: TraceCache = field(default_factory=TraceCache, compare=False, repr=False)
 
 
 def train_meta_learner(recipe: LearnerRecipe, train_batch: TaskBatch, val_batch: TaskBatch, *, inner_lr: float,
@@ -191,7 +195,7 @@ def train_meta_learner(recipe: LearnerRecipe, train_batch: TaskBatch, val_batch:
     """The learner meta-trained from scratch, early-stopped on validation AUC (best step restored)."""
     torch.manual_seed(seed)
     learner = build_learner(recipe.algorithm, build_model(recipe.model, recipe.spec), inner_steps=inner_steps,
-                            inner_lr=inner_lr, adapt=recipe.adapt).to(recipe.device)
+                            inner_lr=inner_lr, adapt=recipe.adapt, trace_cache=recipe.traces).to(recipe.device)
     history = MetaTrainer(learner, train_batch, val_batch, replace(recipe.outer, seed=seed), disable=True).fit()
     return learner, history
 

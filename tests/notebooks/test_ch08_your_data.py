@@ -33,6 +33,14 @@ def test_purchase_panel_with_baskets_and_returns(tmp_path):
     assert values["own_protocol"] == "held_out_users"
     assert "0 user(s) first appear after the cut" in values["own_protocol_reason"]
     assert values["own_enough"] is True and values["own_comparisons"] == 6
+    # The learners trained in worker processes (the default) or all in the kernel: the same results,
+    # bit for bit, on the pinned kernel; only the timings differ.
+    alone = run_chapter(tmp_path, data, {
+        "COLUMNS": {"household_key": "user_id", "PRODUCT_ID": "item_id", "DAY": "timestamp",
+                    "BASKET_ID": "session_id", "QUANTITY": "quantity", "SALES_VALUE": "price"},
+        "EVENT_MAP": {}}, DROP_RETURNS=True, WORKERS=1)
+    timed = {"own_seconds", "own_timings"}
+    assert {k: v for k, v in alone.items() if k not in timed} == {k: v for k, v in values.items() if k not in timed}
 
 
 @pytest.mark.slow

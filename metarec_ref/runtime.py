@@ -98,20 +98,23 @@ def map_in_processes(fn: Callable, jobs: Sequence[tuple], workers: int) -> list:
     """
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an int >= 1, got {workers!r}")
-    with start_in_processes(fn, jobs, workers if workers > 1 and len(jobs) > 1 else 0) as started:
+    processes = workers if workers > 1 and len(jobs) > 1 else 0
+    with StartedJobs(fn, jobs, processes, caller_works=False) as started:
         return started.results()
 
 
 class StartedJobs:
     """Jobs of :func:`start_in_processes`: running in other processes while this one works on."""
 
-    def __init__(self, fn: Callable, jobs: Sequence[tuple], processes: int):
+    def __init__(self, fn: Callable, jobs: Sequence[tuple], processes: int, caller_works: bool = True):
         if not isinstance(processes, int) or processes < 0:
             raise ValueError(f"processes must be an int >= 0, got {processes!r}")
         self._fn, self._jobs, self._pool, self._futures = fn, list(jobs), None, []
         processes = min(processes, len(self._jobs))
         if processes > 0:
-            settings = (max(1, torch.get_num_threads() // processes), torch.are_deterministic_algorithms_enabled(),
+            # The threads are shared with this process too when it works meanwhile (see leaving_cores).
+            share = torch.get_num_threads() // (processes + caller_works)
+            settings = (max(1, share), torch.are_deterministic_algorithms_enabled(),
                         torch.is_deterministic_algorithms_warn_only_enabled(), torch.get_default_dtype(),
                         torch.get_float32_matmul_precision())
             context = multiprocessing.get_context("spawn")  # never fork a process whose threads are running
@@ -147,9 +150,10 @@ def leaving_cores(processes: int):
 
 def start_in_processes(fn: Callable, jobs: Sequence[tuple], processes: int) -> StartedJobs:
     """Start ``fn(*job)`` for every job in ``processes`` fresh processes (at most one per job) and
-    return at once, so this process can work meanwhile; collect with ``results()`` inside ``with``,
-    so that the processes end with it. 0 processes: the jobs run here when ``results()`` is called.
-    Processes, settings and results as in :func:`map_in_processes`."""
+    return at once, so this process can work meanwhile (with :func:`leaving_cores`: the processes'
+    threads are an equal share of this one's, counting this one); collect with ``results()`` inside
+    ``with``, so that the processes end with it. 0 processes: the jobs run here when ``results()``
+    is called. Settings and results as in :func:`map_in_processes`."""
     return StartedJobs(fn, jobs, processes)
 
 

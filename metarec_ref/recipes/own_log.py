@@ -253,9 +253,7 @@ def run_own_log(events: pd.DataFrame, config: OwnLogConfig | None = None,
     per_task: dict[str, dict[str, torch.Tensor]] = {}
     baselines: list[str] = []
     rows: list[dict] = []  # the tuning table
-    # The learners' grid searches start now, in worker processes, and run beside the classical
-    # baselines; meta-training evaluates every tenth of the meta-steps, stopping after 3 without a better
-    # validation AUC.
+    # Meta-training evaluates every tenth of the meta-steps, stopping after 3 without a better validation AUC.
     outer = MetaTrainConfig(meta_batch_size=min(config.meta_batch_size, train_batch.num_tasks),
                             outer_lr=config.outer_lr, meta_steps=config.max_meta_steps,
                             eval_every=max(config.max_meta_steps // 10, 1), patience=3, monitor="val_auc")
@@ -265,8 +263,8 @@ def run_own_log(events: pd.DataFrame, config: OwnLogConfig | None = None,
     tune = partial(tune_meta_learner, seed=config.seed, max_grid_points=config.max_grid_points,
                    max_extensions=config.max_extensions, max_inner_steps=config.max_inner_steps)
     learner_grids = {"inner_lr": list(config.inner_lr_grid), "inner_steps": list(config.inner_steps_grid)}
-    # This process fits the baselines meanwhile: it takes one worker's place (with one worker, the
-    # searches run here after the baselines).
+    # The learners' grid searches start now in worker processes, while this process fits the classical
+    # baselines in one worker's place (with one worker, the searches run here after the baselines).
     with start_in_processes(tune, [(recipes[a], train_batch, val.batch, learner_grids) for a in algorithms],
                             workers - 1) as tuning:
         if ranking:

@@ -113,3 +113,22 @@ def test_leaving_cores_lowers_this_process_threads_inside_the_block_only():
         assert torch.get_num_threads() == 4
     finally:
         torch.set_num_threads(threads)
+
+
+def threads_here(_job: int) -> int:
+    return torch.get_num_threads()
+
+
+def test_workers_share_the_threads_with_this_process_when_it_works_meanwhile():
+    from metarec_ref.runtime import start_in_processes
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        assert map_in_processes(threads_here, [(0,), (1,)], workers=2) == [2, 2]  # this process waits
+        with start_in_processes(threads_here, [(0,)], processes=1) as started:  # this one works too
+            assert started.results() == [2]
+        with start_in_processes(threads_here, [(0,), (1,), (2,)], processes=3) as started:
+            assert started.results() == [1, 1, 1]
+    finally:
+        torch.set_num_threads(threads)

@@ -110,7 +110,7 @@ class StartedJobs:
         if not isinstance(processes, int) or processes < 0:
             raise ValueError(f"processes must be an int >= 0, got {processes!r}")
         self._fn, self._jobs, self._pool, self._futures = fn, list(jobs), None, []
-        processes = min(processes, len(self._jobs))
+        self.processes = processes = min(processes, len(self._jobs))  # those started: at most one per job
         if processes > 0:
             # The threads are shared with this process too when it works meanwhile (see leaving_cores).
             share = torch.get_num_threads() // (processes + caller_works)

@@ -269,7 +269,7 @@ def run_own_log(events: pd.DataFrame, config: OwnLogConfig | None = None,
                             workers - 1) as tuning:
         if ranking:
             say("classical baselines")
-            with leaving_cores(workers - 1 if algorithms else 0):
+            with leaving_cores(tuning.processes):
                 grid = ClassicalGrid(config.shrinkage_grid, config.ease_lambdas, config.window_days)
                 ease_gb = config.ease_memory_gb if config.ease_memory_gb is not None else default_ease_memory_gb()
                 classical, result.skipped = fit_classical(choice.parts.train, encoders, val, grid,

@@ -130,5 +130,8 @@ def test_workers_share_the_threads_with_this_process_when_it_works_meanwhile():
             assert started.results() == [2]
         with start_in_processes(threads_here, [(0,), (1,), (2,)], processes=3) as started:
             assert started.results() == [1, 1, 1]
+        with start_in_processes(threads_here, [(0,), (1,)], processes=3) as started:
+            assert started.processes == 2  # at most one per job: what leaving_cores should leave
+            assert started.results() == [1, 1]
     finally:
         torch.set_num_threads(threads)
